@@ -1,0 +1,27 @@
+// Declares the lcw_fast operators once. CPU kernels live in csrc/cpu, CUDA kernels in csrc/cuda;
+// the Python side (lcw_fast/ops.py) adds register_fake and register_autograd.
+//
+// With c = 2D - 3 and k(d) = (gamma + d / c)^(-1/2):
+//   kernel_sum(x, y, gamma)       = sum_ij k(|x_i - y_j|^2)            x: (n, D), y: (m, D) -> 0-dim float64
+//   kernel_sum_self(x, gamma)     = sum_ij k(|x_i - x_j|^2)            x: (n, D)            -> 0-dim float64
+//   kernel_sum_grad(x, y, gamma)  = d/dx sum_ij k(|x_i - y_j|^2)                            -> (n, D), dtype of x
+//   kernel_sum_self_grad(x, gamma)= d/dx sum_ij k(|x_i - x_j|^2)  (x on both sides)          -> (n, D), dtype of x
+// `precision` selects the GPU matmul precision: "default" (float32-accurate) or "fast" (TF32);
+// CPU kernels are always exact and accept both.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Importing lcw_fast._C runs the static TORCH_LIBRARY initialisers below.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(lcw_fast, m) {
+  m.def("kernel_sum(Tensor x, Tensor y, float gamma, str precision=\"default\") -> Tensor");
+  m.def("kernel_sum_self(Tensor x, float gamma, str precision=\"default\") -> Tensor");
+  m.def("kernel_sum_grad(Tensor x, Tensor y, float gamma, str precision=\"default\") -> Tensor");
+  m.def("kernel_sum_self_grad(Tensor x, float gamma, str precision=\"default\") -> Tensor");
+}
