@@ -10,7 +10,8 @@
 // Backward: with w = k'(d), d/dx_i sum_j k(|x_i - y_j|^2) = 2 (sum_j w_ij x_i - sum_j w_ij y_j),
 // so a tile needs the row sums of w and the tile product W . Y_J.
 // Self-sums visit only the tiles I <= J (off-diagonal ones count twice); their gradient updates
-// rows I with W . X_J and rows J with X_I^T . W, one round-robin round at a time (round_robin.h).
+// rows I with W . X_J and rows J with W^T . X_I, one round-robin round of tile groups at a time
+// (round_robin.h), so no two threads write the same rows.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -101,7 +102,7 @@ struct Sample {
   bool direct;
 };
 
-// Per-thread scratch: the distance / derivative tile and the two tile products.
+// Per-thread scratch: the distance / derivative tile and the two tile products (kTile x D each).
 template <typename T>
 struct Scratch {
   explicit Scratch(int64_t dim) : tile(kTile * kTile), rows(kTile * dim), cols(dim * kTile) {}
@@ -116,30 +117,33 @@ void sq_dists(const Sample<T>& x, Span i, const Sample<T>& y, Span j, bool diago
     return;
   }
   matmul(view(d, i.size, j.size, j.size, 1), view(x.row(i.begin), i.size, x.dim, x.dim, 1),
-            view(y.row(j.begin), x.dim, j.size, 1, x.dim));
+         view(y.row(j.begin), x.dim, j.size, 1, x.dim));
   gram_to_sq_dists(x.aux + i.begin, y.aux + j.begin, i.size, j.size, diagonal, d);
 }
 
-// out (i.size x D) = W . Y_j
+// acc (i.size x D, float64) += W . Y_j
 template <typename T>
-void row_products(const T* w, Span i, const Sample<T>& y, Span j, T* out) {
+void add_row_products(const T* w, Span i, const Sample<T>& y, Span j, Scratch<T>& s, double* acc) {
   if (y.direct) {
-    direct_row_products(w, i.size, j.size, y.aux + j.begin, y.n, y.dim, out);
-    return;
+    direct_row_products(w, i.size, j.size, y.aux + j.begin, y.n, y.dim, s.rows.data());
+  } else {
+    matmul(view(s.rows.data(), i.size, y.dim, y.dim, 1), view(w, i.size, j.size, j.size, 1),
+           view(y.row(j.begin), j.size, y.dim, y.dim, 1));
   }
-  matmul(view(out, i.size, y.dim, y.dim, 1), view(w, i.size, j.size, j.size, 1),
-            view(y.row(j.begin), j.size, y.dim, y.dim, 1));
+  add_rows(s.rows.data(), i.size, y.dim, acc);
 }
 
-// out (D x j.size) = X_i^T . W
+// acc (j.size x D, float64) += W^T . X_i
 template <typename T>
-void col_products(const T* w, const Sample<T>& x, Span i, Span j, T* out) {
-  if (x.direct) {
-    direct_col_products(w, i.size, j.size, x.row(i.begin), x.dim, out);
+void add_col_products(const T* w, const Sample<T>& x, Span i, Span j, Scratch<T>& s, double* acc) {
+  if (x.direct) {  // the direct loop yields the product transposed, D x j.size
+    direct_col_products(w, i.size, j.size, x.row(i.begin), x.dim, s.cols.data());
+    add_rows_transposed(s.cols.data(), j.size, x.dim, acc);
     return;
   }
-  matmul(view(out, x.dim, j.size, j.size, 1), view(x.row(i.begin), x.dim, i.size, 1, x.dim),
-            view(w, i.size, j.size, j.size, 1));
+  matmul(view(s.cols.data(), j.size, x.dim, x.dim, 1), view(w, j.size, i.size, 1, j.size),
+         view(x.row(i.begin), i.size, x.dim, x.dim, 1));
+  add_rows(s.cols.data(), j.size, x.dim, acc);
 }
 
 // g_a = factor * (sums_a x_a - acc_a) for `count` rows from `begin`; sums and acc start at row begin.
@@ -211,8 +215,7 @@ at::Tensor cross_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) 
         T* w = s.tile.data();
         sq_dists(x, i, y, j, false, w);
         tile_derivative(w, i.size, j.size, false, kernel, sums.data());
-        row_products(w, i, y, j, s.rows.data());
-        add_rows(s.rows.data(), i.size, x.dim, acc.data());
+        add_row_products(w, i, y, j, s, acc.data());
       }
       write_grad(x, i.begin, i.size, sums.data(), acc.data(), 2.0, g);
     }
@@ -220,37 +223,44 @@ at::Tensor cross_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) 
   return grad;
 }
 
+// Adds the pairs of tiles (i, j) of x to the self-gradient accumulators: rows of i, and for i != j
+// also the rows of j (the pair's transposed half).
+template <typename T>
+void accumulate_self_pair(const Sample<T>& x, int64_t first, int64_t second, Kernel<T> kernel, Scratch<T>& s,
+                          double* sums, double* acc) {
+  const Span i = tile(first, x.n), j = tile(second, x.n);
+  T* w = s.tile.data();
+  const bool diagonal = first == second;
+  sq_dists(x, i, x, j, diagonal, w);
+  tile_derivative(w, i.size, j.size, diagonal, kernel, sums + i.begin);
+  add_row_products(w, i, x, j, s, acc + i.begin * x.dim);
+  if (!diagonal) {
+    add_column_sums(w, i.size, j.size, sums + j.begin);
+    add_col_products(w, x, i, j, s, acc + j.begin * x.dim);
+  }
+}
+
 template <typename T>
 at::Tensor self_grad(const Sample<T>& x, Kernel<T> kernel) {
   const int64_t dim = x.dim, tiles = num_tiles(x.n);
   std::vector<double> sums(x.n, 0.0), acc(x.n * dim, 0.0);
-  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
-    Scratch<T> s(dim);
-    for (int64_t t = begin; t < end; ++t) {
-      const Span i = tile(t, x.n);
-      T* w = s.tile.data();
-      sq_dists(x, i, x, i, true, w);
-      tile_derivative(w, i.size, i.size, true, kernel, sums.data() + i.begin);
-      row_products(w, i, x, i, s.rows.data());
-      add_rows(s.rows.data(), i.size, dim, acc.data() + i.begin * dim);
-    }
-  });
-  const RoundRobin schedule(tiles);
-  for (int64_t round = 0; round < schedule.rounds(); ++round) {
-    at::parallel_for(0, schedule.slots(), 1, [&](int64_t begin, int64_t end) {
+  // The round-robin runs over groups of consecutive tiles, two groups per thread, so that there
+  // are few rounds (each ends in a barrier, costly on a loaded machine) and every slot of a round
+  // carries the same work. Round -1 does the pairs inside each group.
+  const int64_t groups = std::min<int64_t>(tiles, 2 * at::get_num_threads());
+  auto group_begin = [&](int64_t g) { return g * tiles / groups; };
+  const RoundRobin schedule(groups);
+  for (int64_t round = -1; round < schedule.rounds(); ++round) {
+    at::parallel_for(0, round < 0 ? groups : schedule.slots(), 1, [&](int64_t begin, int64_t end) {
       Scratch<T> s(dim);
       for (int64_t slot = begin; slot < end; ++slot) {
-        int64_t first, second;
-        if (!schedule.pair(round, slot, first, second)) continue;
-        const Span i = tile(first, x.n), j = tile(second, x.n);
-        T* w = s.tile.data();
-        sq_dists(x, i, x, j, false, w);
-        tile_derivative(w, i.size, j.size, false, kernel, sums.data() + i.begin);
-        add_column_sums(w, i.size, j.size, sums.data() + j.begin);
-        row_products(w, i, x, j, s.rows.data());
-        add_rows(s.rows.data(), i.size, dim, acc.data() + i.begin * dim);
-        col_products(w, x, i, j, s.cols.data());
-        add_rows_transposed(s.cols.data(), j.size, dim, acc.data() + j.begin * dim);
+        int64_t a = slot, b = slot;
+        if (round >= 0 && !schedule.pair(round, slot, a, b)) continue;
+        for (int64_t first = group_begin(a); first < group_begin(a + 1); ++first) {
+          for (int64_t second = a == b ? first : group_begin(b); second < group_begin(b + 1); ++second) {
+            accumulate_self_pair(x, first, second, kernel, s, sums.data(), acc.data());
+          }
+        }
       }
     });
   }

@@ -1,9 +1,10 @@
-// A round-robin schedule of the off-diagonal tile pairs (I, J), I < J, of a self-sum.
+// A round-robin schedule of the pairs (A, B), A < B, of `players` blocks of rows (for the self-sum
+// gradient: groups of tiles).
 //
-// Circle method: every round pairs each tile with at most one other, so the pairs of one round
-// can run in parallel while each updates the rows of both of its tiles without any two threads
-// writing the same rows, and without per-thread copies of the accumulators. With an odd number of
-// tiles one extra "bye" tile is added; its pairs are skipped.
+// Circle method: every round pairs each block with at most one other, so the pairs of one round
+// can run in parallel while each updates the rows of both of its blocks, without any two threads
+// writing the same rows and without per-thread copies of the accumulators. With an odd number of
+// blocks one extra "bye" block is added; its pairs are skipped.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@ namespace lcw_fast::cpu {
 
 class RoundRobin {
  public:
-  explicit RoundRobin(int64_t tiles) : tiles_(tiles), players_(tiles + (tiles & 1)) {}
+  explicit RoundRobin(int64_t blocks) : blocks_(blocks), players_(blocks + (blocks & 1)) {}
 
   int64_t rounds() const { return players_ > 1 ? players_ - 1 : 0; }
   int64_t slots() const { return players_ / 2; }
@@ -26,11 +27,11 @@ class RoundRobin {
     if (a > b) std::swap(a, b);
     first = a;
     second = b;
-    return second < tiles_;
+    return second < blocks_;
   }
 
  private:
-  int64_t tiles_, players_;
+  int64_t blocks_, players_;
 };
 
 }  // namespace lcw_fast::cpu
