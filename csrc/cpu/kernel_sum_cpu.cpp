@@ -6,7 +6,8 @@
 //
 // Distances: for D <= kDirectMaxDim (10) straight from differences (exact, vectorised over the tile's
 // columns); above it from a Gram tile, |x|^2 + |y|^2 - 2 x.y, with the tile product done by
-// ATen's CPU matmul (single-threaded inside our parallel region).
+// ATen's CPU matmul (single-threaded inside our parallel region). The Gram form loses float32
+// accuracy for points far from the origin; lcw_fast.distance centres the samples first.
 // Backward: with w = k'(d), d/dx_i sum_j k(|x_i - y_j|^2) = 2 (sum_j w_ij x_i - sum_j w_ij y_j),
 // so a tile needs the row sums of w and the tile product W . Y_J.
 // Self-sums visit only the tiles I <= J (off-diagonal ones count twice); their gradient updates
