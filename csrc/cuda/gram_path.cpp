@@ -97,9 +97,10 @@ struct Blocks {
 };
 
 // Row x column block of the pairwise scratch, bytes_per_pair bytes per pair, within the budget
-// (at least 64 x 64 pairs). Self-sums use square blocks so the upper triangle is whole blocks.
+// (at least 64 x 64 pairs; at most 2^30, which keeps cuBLAS's int sizes in range). Self-sums use
+// square blocks so the upper triangle is whole blocks.
 Blocks choose_blocks(int64_t n, int64_t m, int64_t bytes_per_pair, bool square) {
-  const int64_t pairs = std::max<int64_t>(scratch_budget_bytes() / bytes_per_pair, 64 * 64);
+  const int64_t pairs = std::clamp<int64_t>(scratch_budget_bytes() / bytes_per_pair, 64 * 64, int64_t(1) << 30);
   const int64_t side = int64_t(std::sqrt(double(pairs)));
   if (square) return {std::min(n, side), std::min(n, side)};
   const int64_t rows = std::min(n, side);
