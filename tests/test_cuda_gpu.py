@@ -200,3 +200,27 @@ def test_matches_triton_backend(n, m, dim):
             assert_close(value, expected[name], atol=math.inf, rel_l2=2e-5, name=name)
         else:
             assert_close(value, expected[name], rtol=2e-5, name=name)
+
+
+@pytest.mark.parametrize("dim", [12, 300])
+def test_opcheck_and_gradcheck(dim):
+    """Schemas, fake kernels and autograd registration agree with the CUDA kernels; float64 gradcheck."""
+    lib = torch.ops.lcw_fast
+    x = _sample(17, dim, torch.float64).requires_grad_()
+    y = _sample(11, dim, torch.float64).requires_grad_()
+    for op, args in [(lib.kernel_sum, (x, y, GAMMA, "default")), (lib.kernel_sum_self, (x, GAMMA, "default")),
+                     (lib.kernel_sum_grad, (x.detach(), y.detach(), GAMMA, "default")),
+                     (lib.kernel_sum_self_grad, (x.detach(), GAMMA, "default"))]:
+        torch.library.opcheck(op, args)
+    assert torch.autograd.gradcheck(lambda a, b: lib.kernel_sum(a, b, GAMMA, "default"), (x, y))
+    assert torch.autograd.gradcheck(lambda a: lib.kernel_sum_self(a, GAMMA, "default"), (x,))
+
+
+def test_torch_compile_fullgraph():
+    x, y = _sample(100, 12), _sample(80, 12)
+
+    @torch.compile(fullgraph=True)
+    def loss(a, b):
+        return lcw_fast.cw_distance(a, b, gamma=0.5, backend="cuda")
+
+    assert_close(loss(x, y), lcw_fast.cw_distance(x, y, gamma=0.5, backend="cuda"), rtol=1e-6)
