@@ -80,6 +80,10 @@ def _sq_dists(x_ptr, y_ptr, rows, cols, n, m, D, sxn, sxd, syn, syd,
 
 @triton.jit
 def _clamp(xn, yn, gram, rows, cols, SELF: tl.constexpr):
+    # A point with an Inf coordinate has |x|^2 = Inf and may give d = +Inf (k = 0) for some partners;
+    # x + 0 x turns that norm into NaN so every pair with a non-finite point is NaN.
+    xn += 0.0 * xn
+    yn += 0.0 * yn
     d = xn[:, None] + yn[None, :] - 2.0 * gram
     d = tl.where(d < 0.0, 0.0, d)  # not tl.maximum: that would turn NaN into 0
     if SELF:
@@ -251,7 +255,7 @@ def _chunked_grad(x, y, gamma, dot_precision, compute, scale, self_sum):
                 PRECISION=dot_precision, COMPUTE=compute)
             w_sum[row0:row0 + rows] += w.sum(1)
             wy[row0:row0 + rows].addmm_(w, ys[col0:col0 + cols])
-    return (scale * (w_sum[:, None] * xs - wy)).to(x.dtype)
+    return wy.mul_(-scale).addcmul_(w_sum[:, None], xs, value=scale).to(x.dtype)  # in place: stays contiguous
 
 
 def _grad(x, y, gamma, precision, self_sum):
