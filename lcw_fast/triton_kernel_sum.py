@@ -44,10 +44,12 @@ def _configs(*shapes):
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s) for bm, bn, w, s in shapes]
 
 
+# (BLOCK_M, BLOCK_N, num_warps, num_stages). The first of each list compiles for sm_90 without register
+# spills in float32 default mode at D <= 64 (tests/triton_sm90_compile.py); the autotuner weighs the rest.
 # Square tiles for the sums: a self-sum pairs row tile i with column tile j >= i.
-_SUM_CONFIGS = _configs((64, 64, 4, 3), (128, 128, 8, 3), (128, 128, 8, 4), (64, 64, 4, 4))
-_GRAD_CONFIGS = _configs((64, 64, 4, 3), (64, 128, 8, 3), (128, 64, 8, 3), (32, 64, 4, 3), (32, 128, 4, 3))
-_WEIGHT_CONFIGS = _configs((64, 64, 4, 3), (128, 128, 8, 3), (128, 64, 4, 3))
+_SUM_CONFIGS = _configs((64, 64, 8, 2), (64, 64, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2))
+_GRAD_CONFIGS = _configs((32, 32, 4, 2), (64, 32, 8, 2), (64, 64, 8, 2), (32, 64, 4, 2), (128, 64, 8, 2))
+_WEIGHT_CONFIGS = _configs((64, 64, 4, 3), (64, 64, 8, 2), (128, 128, 8, 2), (128, 64, 8, 2))
 
 
 @triton.jit
@@ -59,13 +61,15 @@ def _gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE: tl.constexpr):
 
 
 @triton.jit
-def _sq_dists(x_ptr, y_ptr, rows, cols, n, m, D, sxn, sxd, syn, syd,
-              SELF: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr):
-    """[len(rows), len(cols)] squared distances from the Gram by tl.dot over chunks of D."""
+def _sq_dists(x_ptr, y_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, SELF: tl.constexpr,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+              COMPUTE: tl.constexpr):
+    """[BLOCK_M, BLOCK_N] squared distances of rows row0.. to columns col0.. (int64), Gram by tl.dot."""
+    rows, cols = row0 + tl.arange(0, BLOCK_M), col0 + tl.arange(0, BLOCK_N)
     rmask, cmask = rows < n, cols < m
-    gram = tl.zeros((rows.shape[0], cols.shape[0]), dtype=COMPUTE)
-    xn = tl.zeros((rows.shape[0],), dtype=COMPUTE)
-    yn = tl.zeros((cols.shape[0],), dtype=COMPUTE)
+    gram = tl.zeros((BLOCK_M, BLOCK_N), dtype=COMPUTE)
+    xn = tl.zeros((BLOCK_M,), dtype=COMPUTE)
+    yn = tl.zeros((BLOCK_N,), dtype=COMPUTE)
     for k0 in range(0, D, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
         kmask = ks < D
@@ -75,11 +79,12 @@ def _sq_dists(x_ptr, y_ptr, rows, cols, n, m, D, sxn, sxd, syn, syd,
         xf, yf = x.to(COMPUTE), y.to(COMPUTE)
         xn += tl.sum(xf * xf, 1)
         yn += tl.sum(yf * yf, 1)
-    return _clamp(xn, yn, gram, rows, cols, SELF)
+    return _clamp(xn, yn, gram, row0, col0, SELF)
 
 
 @triton.jit
-def _clamp(xn, yn, gram, rows, cols, SELF: tl.constexpr):
+def _clamp(xn, yn, gram, row0, col0, SELF: tl.constexpr):
+    """Squared distances from norms and Gram of rows row0 + i, columns col0 + j; SELF: same points."""
     # A point with an Inf coordinate has |x|^2 = Inf and may give d = +Inf (k = 0) for some partners;
     # x + 0 x turns that norm into NaN so every pair with a non-finite point is NaN.
     xn += 0.0 * xn
@@ -88,7 +93,10 @@ def _clamp(xn, yn, gram, rows, cols, SELF: tl.constexpr):
     d = tl.where(d < 0.0, 0.0, d)  # not tl.maximum: that would turn NaN into 0
     if SELF:
         # 0 * |x_i|^2 is exactly 0 for finite points and NaN for NaN/Inf ones, which must propagate.
-        d = tl.where(rows[:, None] == cols[None, :], 0.0 * xn[:, None], d)
+        # The diagonal i - j == col0 - row0, compared in int32 (the offset clamped outside the tile).
+        offset = tl.minimum(tl.maximum(col0 - row0, -gram.shape[1]), gram.shape[0]).to(tl.int32)
+        local = tl.arange(0, gram.shape[0])[:, None] - tl.arange(0, gram.shape[1])[None, :]
+        d = tl.where(local == offset, 0.0 * xn[:, None], d)
     return d
 
 
@@ -102,12 +110,15 @@ def _sum_kernel(x_ptr, y_ptr, part_ptr, n, m, D, sxn, sxd, syn, syd, gamma_hi, g
     gamma, inv_c = _gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE)
     tile_m = tl.program_id(0)
     split, n_split = tl.program_id(1), tl.num_programs(1)
-    rows = tile_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row0 = tile_m.to(tl.int64) * BLOCK_M
+    rows = row0 + tl.arange(0, BLOCK_M)
     first = tile_m if SELF else 0
     total = tl.zeros((), dtype=tl.float64)
     for tile_n in range(first + split, tl.cdiv(m, BLOCK_N), n_split):
-        cols = tl.cast(tile_n, tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
-        d = _sq_dists(x_ptr, y_ptr, rows, cols, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_K, PRECISION, COMPUTE)
+        col0 = tl.cast(tile_n, tl.int64) * BLOCK_N
+        cols = col0 + tl.arange(0, BLOCK_N)
+        d = _sq_dists(x_ptr, y_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_M, BLOCK_N, BLOCK_K,
+                      PRECISION, COMPUTE)
         k = tl.rsqrt(gamma + d * inv_c)
         k = tl.where((rows < n)[:, None] & (cols < m)[None, :], k, 0.0)
         tile_sum = tl.sum(tl.sum(k, 1), 0).to(tl.float64)
@@ -124,7 +135,8 @@ def _fused_grad_kernel(x_ptr, y_ptr, out_ptr, n, m, D, sxn, sxd, syn, syd, son, 
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """out[i] = scale * (sum_j w_ij x_i - sum_j w_ij y_j) for one block of rows, D <= BLOCK_D."""
     gamma, inv_c = _gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE)
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    row0 = tl.program_id(0).to(tl.int64) * BLOCK_M
+    rows = row0 + tl.arange(0, BLOCK_M)
     ks = tl.arange(0, BLOCK_D).to(tl.int64)
     rmask, kmask = rows < n, ks < D
     x = tl.load(x_ptr + rows[:, None] * sxn + ks[None, :] * sxd, mask=rmask[:, None] & kmask[None, :], other=0.0)
@@ -138,7 +150,7 @@ def _fused_grad_kernel(x_ptr, y_ptr, out_ptr, n, m, D, sxn, sxd, syn, syd, son, 
         y = tl.load(y_ptr + cols[:, None] * syn + ks[None, :] * syd, mask=cmask[:, None] & kmask[None, :], other=0.0)
         yf = y.to(COMPUTE)
         gram = tl.dot(x, tl.trans(y), input_precision=PRECISION, out_dtype=COMPUTE)
-        d = _clamp(xn, tl.sum(yf * yf, 1), gram, rows, cols, SELF)
+        d = _clamp(xn, tl.sum(yf * yf, 1), gram, row0, col0, SELF)
         k = tl.rsqrt(gamma + d * inv_c)
         w = tl.where(cmask[None, :], (-0.5 * inv_c) * k * k * k, 0.0)
         w_sum += tl.sum(w, 1)
@@ -155,9 +167,11 @@ def _weights_kernel(x_ptr, y_ptr, w_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """w[i - row0, j - col0] = k'(d_ij) for rows [row0, n) and columns [col0, m) of this launch."""
     gamma, inv_c = _gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE)
-    rows = row0 + tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = col0 + tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
-    d = _sq_dists(x_ptr, y_ptr, rows, cols, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_K, PRECISION, COMPUTE)
+    tile_row0 = row0 + tl.program_id(0).to(tl.int64) * BLOCK_M
+    tile_col0 = col0 + tl.program_id(1).to(tl.int64) * BLOCK_N
+    rows, cols = tile_row0 + tl.arange(0, BLOCK_M), tile_col0 + tl.arange(0, BLOCK_N)
+    d = _sq_dists(x_ptr, y_ptr, tile_row0, tile_col0, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_M, BLOCK_N,
+                  BLOCK_K, PRECISION, COMPUTE)
     k = tl.rsqrt(gamma + d * inv_c)
     w = (-0.5 * inv_c) * k * k * k
     tl.store(w_ptr + (rows - row0)[:, None] * swn + (cols - col0)[None, :], w,
@@ -195,7 +209,7 @@ def _split_gamma(gamma: float):
 
 
 def _block_k(dim: int) -> int:
-    return min(64, max(16, triton.next_power_of_2(dim)))
+    return min(32, max(16, triton.next_power_of_2(dim)))
 
 
 def _target_programs(device) -> int:

@@ -4,6 +4,11 @@ Without a GPU these run the kernels with TRITON_INTERPRET=1 (set by conftest.py)
 the interpreter's single large-tile config; with a GPU they run on CUDA tensors. The same checks at
 real sizes, with poisoned outputs, bf16 and TF32, live in test_triton_gpu.py.
 """
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -193,3 +198,13 @@ def test_centring_removes_the_cancellation_of_shifted_data(tk):
     print(f"shifted data, error / term scale: centred {centred:.2e}, uncentred {uncentred:.2e}")
     assert centred <= 1e-5
     assert uncentred > 10 * centred
+
+
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """The kernels lower through PTX to an sm_90 cubin (triton.compile with a GPUTarget, ptxas included)."""
+    script = Path(__file__).with_name("triton_sm90_compile.py")
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    run = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("ok ") == 3, run.stdout
