@@ -14,7 +14,7 @@ import torch
 
 import lcw_fast
 from lcw_fast import backends, reference
-from helpers import assert_close
+from helpers import assert_close, cw_distance_scale, cw_normality_scale
 
 pytestmark = pytest.mark.skipif(not backends.has_triton(), reason="triton is not installed")
 
@@ -45,13 +45,6 @@ def reference_sums(x, y, gamma):
     self_sum = reference.kernel_sum(xd, xd, gamma)
     (gs,) = torch.autograd.grad(self_sum, xd)
     return pair, gx, gy, self_sum, gs
-
-
-def distance_scale(x, y, gamma):
-    """C0 times the sum of the magnitudes of cw_distance's three mean terms: the issue's value-error unit."""
-    x, y = x.detach().double(), y.detach().double()
-    means = [reference.kernel_sum(a, b, gamma) / (a.shape[0] * b.shape[0]) for a, b in ((x, x), (y, y), (x, y))]
-    return reference.C0 * (means[0] + means[1] + 2 * means[2]).item()
 
 
 def check_all_ops(x, y, gamma=GAMMA, precision="default"):
@@ -139,14 +132,11 @@ def test_public_api_with_backend_triton(tk):
     y = (torch.randn(52, 5, device=DEVICE) * 1.5 + 0.5).requires_grad_()
     xd, yd = x.detach().double().requires_grad_(), y.detach().double().requires_grad_()
     gamma_z = lcw_fast.normality_gamma(x.shape[0])
-    prior = torch.rsqrt(gamma_z + 0.5 + xd.detach().square().sum(1) / 7).mean().item()
-    normality_scale = reference.C0 * (reference.kernel_sum(xd.detach(), xd.detach(), gamma_z).item() / 77**2
-                                      + (1 + gamma_z) ** -0.5 + 2 * prior)
     for got_fn, ref_fn, inputs, ref_inputs, scale in [
         (lambda a, b: lcw_fast.cw_distance(a, b, 0.2, backend="triton"),
-         lambda a, b: reference.cw_distance(a, b, 0.2), (x, y), (xd, yd), distance_scale(x, y, 0.2)),
+         lambda a, b: reference.cw_distance(a, b, 0.2), (x, y), (xd, yd), cw_distance_scale(x, y, 0.2)),
         (lambda a: lcw_fast.cw_normality(a, backend="triton"),
-         lambda a: reference.cw_normality(a, gamma_z), (x,), (xd,), normality_scale),
+         lambda a: reference.cw_normality(a, gamma_z), (x,), (xd,), cw_normality_scale(x, gamma_z)),
     ]:
         got, expected = got_fn(*inputs), ref_fn(*ref_inputs)
         assert abs(got.item() - expected.item()) <= F32_VALUE_RTOL * scale
@@ -189,7 +179,7 @@ def test_centring_removes_the_cancellation_of_shifted_data(tk):
     centres by the common mean first. Errors are relative to the float64 reference."""
     x, y = torch.randn(60, 16, device=DEVICE) + 100.0, torch.randn(50, 16, device=DEVICE) + 100.3
     expected = reference.cw_distance(x.double(), y.double(), GAMMA)
-    scale = distance_scale(x, y, GAMMA)
+    scale = cw_distance_scale(x, y, GAMMA)
     centred = abs(lcw_fast.cw_distance(x, y, GAMMA, backend="triton").item() - expected.item()) / scale
     raw_pair = lib().kernel_sum(x, y, GAMMA).item()
     raw_self = lib().kernel_sum_self(x, GAMMA).item(), lib().kernel_sum_self(y, GAMMA).item()
