@@ -14,7 +14,7 @@ import torch
 
 import lcw_fast
 from lcw_fast import backends, reference
-from helpers import assert_close, cw_distance_scale, cw_normality_scale
+from helpers import assert_close, cw_distance_scale, cw_normality_scale, errors
 
 pytestmark = pytest.mark.skipif(not backends.has_triton(), reason="triton is not installed")
 
@@ -175,19 +175,28 @@ def test_poisoned_buffers_are_fully_overwritten(tk, monkeypatch):
 
 
 def test_centring_removes_the_cancellation_of_shifted_data(tk):
-    """Data far from the origin (x + 100): the Gram-based distance cancels |x|^2 ~ 1e4 D; the public API
-    centres by the common mean first. Errors are relative to the float64 reference."""
-    x, y = torch.randn(60, 16, device=DEVICE) + 100.0, torch.randn(50, 16, device=DEVICE) + 100.3
-    expected = reference.cw_distance(x.double(), y.double(), GAMMA)
+    """Data far from the origin (x + 100): the Gram-based distance cancels |x|^2 ~ 1e4 D, so the public
+    API centres by the common mean first. Value errors are in units of the CW terms' scale."""
+    n, m = 60, 50
+    x, y = torch.randn(n, 16, device=DEVICE) + 100.0, torch.randn(m, 16, device=DEVICE) + 100.3
+    xd = x.double().requires_grad_()
+    expected = reference.cw_distance(xd, y.double(), GAMMA)
+    (expected_grad,) = torch.autograd.grad(expected, xd)
     scale = cw_distance_scale(x, y, GAMMA)
-    centred = abs(lcw_fast.cw_distance(x, y, GAMMA, backend="triton").item() - expected.item()) / scale
-    raw_pair = lib().kernel_sum(x, y, GAMMA).item()
-    raw_self = lib().kernel_sum_self(x, GAMMA).item(), lib().kernel_sum_self(y, GAMMA).item()
-    raw = reference.C0 * (raw_self[0] / 60**2 + raw_self[1] / 50**2 - 2 * raw_pair / (60 * 50))
-    uncentred = abs(raw - expected.item()) / scale
-    print(f"shifted data, error / term scale: centred {centred:.2e}, uncentred {uncentred:.2e}")
-    assert centred <= 1e-5
-    assert uncentred > 10 * centred
+
+    xc = x.clone().requires_grad_()
+    centred = lcw_fast.cw_distance(xc, y, GAMMA, backend="triton")
+    (centred_grad,) = torch.autograd.grad(centred, xc)
+    ops = lib()
+    raw = reference.C0 * (ops.kernel_sum_self(x, GAMMA) / n**2 + ops.kernel_sum_self(y, GAMMA) / m**2
+                          - 2 * ops.kernel_sum(x, y, GAMMA) / (n * m))
+    raw_grad = reference.C0 * (ops.kernel_sum_self_grad(x, GAMMA) / n**2 - 2 * ops.kernel_sum_grad(x, y, GAMMA) / (n * m))
+
+    errs = {name: (abs(v.item() - expected.item()) / scale, errors(g, expected_grad)[2])
+            for name, v, g in (("centred", centred, centred_grad), ("uncentred", raw, raw_grad))}
+    print("shifted data: value error / term scale, grad rel L2:", errs)
+    assert errs["centred"][0] <= F32_VALUE_RTOL and errs["centred"][1] <= F32_GRAD_REL_L2
+    assert errs["uncentred"][1] > 10 * errs["centred"][1]
 
 
 def test_kernels_compile_for_sm90_without_a_gpu():
