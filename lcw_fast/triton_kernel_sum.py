@@ -12,11 +12,14 @@ and w = k'(d) = -k(d)^3 / (2c):
              pair twice (x_i sits on both sides), hence the factor 4 in kernel_sum_self_grad.
              D <= 256: one program per block of rows holds sum_j w_ij and sum_j w_ij y_j in
              registers, looping over all y (no atomics, no scratch). D > 256: w is written for a
-             bounded block of pairs into scratch (SCRATCH_BYTES) and multiplied by torch.matmul.
+             bounded block of pairs into scratch (SCRATCH_BYTES) in float32 and multiplied by y with
+             torch.matmul in float32 (at PyTorch's float32 matmul precision, IEEE unless
+             torch.backends.cuda.matmul.allow_tf32 is set), also for half-precision inputs.
 
-precision: "default" uses tf32x3 tl.dot on the GPU (float32-accurate), "fast" plain TF32; the
-interpreter always computes in IEEE float32. Half-precision inputs feed tl.dot as they are and
-accumulate in float32; float64 inputs compute in float64 throughout. 64-bit offsets everywhere.
+precision: the Gram tl.dot (and the fused gradient's w @ y) uses tf32x3 on the GPU in "default" mode
+(float32-accurate) and plain TF32 in "fast" mode; the interpreter always computes in IEEE float32.
+Half-precision inputs feed tl.dot as they are and accumulate in float32; float64 inputs compute in
+float64 throughout (IEEE tl.dot). 64-bit offsets everywhere.
 Set LCW_FAST_POISON=1 (or POISON = True) to fill outputs and scratch with NaN before each launch,
 so a value that a kernel fails to write shows up in tests.
 """
