@@ -12,7 +12,7 @@ import torch
 
 import lcw_fast
 from lcw_fast import reference
-from helpers import assert_close
+from helpers import assert_close, cw_distance_scale, cw_normality_scale
 
 OPS = torch.ops.lcw_fast
 C0 = lcw_fast.C0
@@ -31,21 +31,6 @@ def _samples(n, m, dim, dtype, non_contiguous=False):
         assert not x.is_contiguous() and not y.is_contiguous()
         return x, y
     return torch.randn(n, dim, dtype=dtype), 0.3 + 1.2 * torch.randn(m, dim, dtype=dtype)
-
-
-def _distance_scale(x, y, gamma):
-    """C0 * (|mean k_xx| + |mean k_yy| + 2 |mean k_xy|) in float64: the size of the terms that cancel."""
-    x, y = x.double(), y.double()
-    means = [reference.kernel_sum(a, b, gamma).item() / (a.shape[0] * b.shape[0]) for a, b in ((x, x), (y, y), (x, y))]
-    return C0 * (abs(means[0]) + abs(means[1]) + 2 * abs(means[2]))
-
-
-def _normality_scale(z, gamma):
-    z = z.double()
-    n, dim = z.shape
-    pairs = reference.kernel_sum(z, z, gamma).item() / n**2
-    prior = torch.rsqrt(gamma + 0.5 + z.square().sum(1) / (2 * dim - 3)).mean().item()
-    return C0 * (abs(pairs) + (1 + gamma) ** -0.5 + 2 * abs(prior))
 
 
 def _check_value(got, expected, scale, name):
@@ -82,7 +67,7 @@ def test_cw_distance_matches_reference(n, m, dim, dtype):
     assert got.dtype == dtype and got.shape == ()
     xd, yd = x.detach().double().requires_grad_(True), y.detach().double().requires_grad_(True)
     expected = reference.cw_distance(xd, yd, gamma, exact=True)
-    _check_value(got, expected, _distance_scale(x.detach(), y.detach(), gamma), "cw_distance")
+    _check_value(got, expected, cw_distance_scale(x.detach(), y.detach(), gamma), "cw_distance")
     for g, e, name in zip(_grads(got, [x, y]), _grads(expected, [xd, yd]), ["grad x", "grad y"]):
         _check_grad(g, e, name)
 
@@ -95,7 +80,7 @@ def test_cw_normality_matches_reference(n, dim, dtype):
     gamma = lcw_fast.normality_gamma(n)
     zd = z.detach().double().requires_grad_(True)
     expected = reference.cw_normality(zd, gamma, exact=True)
-    _check_value(got, expected, _normality_scale(z.detach(), gamma), "cw_normality")
+    _check_value(got, expected, cw_normality_scale(z.detach(), gamma), "cw_normality")
     _check_grad(*_grads(got, [z]), *_grads(expected, [zd]), "grad z")
 
 
@@ -110,7 +95,7 @@ def test_grads_of_either_input_with_non_contiguous_inputs(wrt, dtype):
     xd = x.detach().double().requires_grad_(x.requires_grad)
     yd = y.detach().double().requires_grad_(y.requires_grad)
     expected = reference.cw_distance(xd, yd, gamma, exact=True)
-    _check_value(got, expected, _distance_scale(x.detach(), y.detach(), gamma), "cw_distance")
+    _check_value(got, expected, cw_distance_scale(x.detach(), y.detach(), gamma), "cw_distance")
     for g, e, name in zip(_grads(got, [x, y]), _grads(expected, [xd, yd]), ["grad x", "grad y"]):
         assert (g is None) == (e is None), name
         if g is not None:
