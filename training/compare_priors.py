@@ -18,11 +18,13 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds (one run of both stages each)")
     parser.add_argument("--out", default="runs/compare", help="parent folder of the runs OUT/<objective>-seed<seed>")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, ...")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of PyTorch (the MLPs gain nothing from more)")
     args = parser.parse_args(argv)
     rows = []
     for objective in args.objectives:
         for seed in args.seeds:
-            first, second = two_stages(f"{args.out}/{objective}-seed{seed}", objective, seed, args.device, False)
+            first, second = two_stages(f"{args.out}/{objective}-seed{seed}", objective, seed, args.device,
+                                       args.threads, False)
             rows.append((objective, seed, first["heldout_metric"], second["heldout_metric"],
                          first["heldout_metric_reconstructions"]))
     print(f"\nheld-out kernel metric on mnist5k (gamma {first['metric_gamma']:.5f}; lower is better)")

@@ -13,12 +13,13 @@ from .latent import LatentConfig, train_latent
 from .train import AutoencoderConfig, train_autoencoder
 
 
-def two_stages(out: str, objective: str = "cw2", seed: int = 0, device: str = "auto", progress: bool = True):
+def two_stages(out: str, objective: str = "cw2", seed: int = 0, device: str = "auto", threads: int = 1,
+               progress: bool = True):
     """Stage 1 (`objective`) into `out`, stage 2 into `out`/latent, all other settings default; returns
     (stage-1 summary, stage-2 summary)."""
-    first = train_autoencoder(AutoencoderConfig(data="mnist5k", objective=objective, out=out, seed=seed,
-                                                device=device, progress=progress))
-    second = train_latent(LatentConfig(ae=out, seed=seed, device=device, progress=progress))
+    common = dict(seed=seed, device=device, threads=threads, progress=progress)
+    first = train_autoencoder(AutoencoderConfig(data="mnist5k", objective=objective, out=out, **common))
+    second = train_latent(LatentConfig(ae=out, **common))
     return first, second
 
 
@@ -28,9 +29,10 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="runs/demo", help="run folder of stage 1 (stage 2 goes to OUT/latent)")
     parser.add_argument("--seed", type=int, default=0, help="seed of both stages")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, ...")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of PyTorch (the MLPs gain nothing from more)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    first, second = two_stages(args.out, "cw2", args.seed, args.device)
+    first, second = two_stages(args.out, "cw2", args.seed, args.device, args.threads)
     print(f"\nmnist5k, CW² + Latent Trick, {time.perf_counter() - start:.0f} s. Held-out kernel metric "
           f"(cw_distance to 1,000 held-out digits, gamma {first['metric_gamma']:.5f}; lower is better):\n"
           f"  D(z),      z ~ N(0, I):  {first['heldout_metric']:.5f}\n"

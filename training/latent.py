@@ -40,6 +40,8 @@ class LatentConfig:
     seed: int = field(0, "seed of LG's initialisation, the noise and the data order")
     device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     amp: bool = field(False, "bf16 autocast (CUDA only)")
+    threads: Optional[int] = field(None, "CPU threads of PyTorch (default: PyTorch's choice; 1 is fastest for the "
+                                         "small MLPs, especially on a busy machine)")
     resume: bool = field(False, "continue the run in --out from its last.pt (its config.json wins; --epochs may extend)")
     eval_every: int = field(100, "steps between validations on the held-out encodings (and best.pt)")
     ckpt_every: int = field(100, "steps between last.pt checkpoints")
@@ -72,10 +74,10 @@ def train_latent(cfg: LatentConfig) -> dict:
             fail("--resume needs --out (or --ae), the stage-2 run folder to continue")
         stored = Run(cfg.out or f"{cfg.ae}/latent").config()
         cfg = restore(LatentConfig, stored, resume=True, epochs=cfg.epochs or stored["epochs"],
-                      device=cfg.device, progress=cfg.progress)
+                      device=cfg.device, threads=cfg.threads, progress=cfg.progress)
     if cfg.ae is None:
         fail("--ae (the stage-1 run folder) is required")
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, cfg.threads)
     ae_run = Run(cfg.ae)
     stage1 = restore(AutoencoderConfig, ae_run.config(), device=cfg.device, workers=cfg.workers)
     autoencoder = load_autoencoder(ae_run, device, cfg.checkpoint)

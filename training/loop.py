@@ -6,7 +6,7 @@ would be. A non-finite loss stops the run before anything is written (the last c
 """
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Tuple
+from typing import Callable, Dict, Iterator
 
 import torch
 from torch import nn

@@ -9,6 +9,8 @@ from typing import Optional
 
 import torch
 
+import lcw_fast
+
 from . import data as datasets
 from . import defaults, plots
 from .cli import config_from_args, fail, field, restore
@@ -17,8 +19,6 @@ from .loop import LoopConfig, NonFiniteLoss, Stage, fit
 from .models import Autoencoder
 from .objectives import STAGE1, autoencoder_loss, squared_error
 from .runs import Run
-
-import lcw_fast
 
 
 @dataclass
@@ -37,6 +37,8 @@ class AutoencoderConfig:
     seed: int = field(0, "seed of initialisation, data order and the mnist5k split")
     device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     amp: bool = field(False, "bf16 autocast (CUDA only)")
+    threads: Optional[int] = field(None, "CPU threads of PyTorch (default: PyTorch's choice; 1 is fastest for the "
+                                         "small MLPs, especially on a busy machine)")
     resume: bool = field(False, "continue the run in --out from its last.pt (its config.json wins; --epochs may extend)")
     eval_every: int = field(100, "steps between validations on the held-out images (and best.pt)")
     ckpt_every: int = field(100, "steps between last.pt checkpoints")
@@ -44,7 +46,10 @@ class AutoencoderConfig:
     progress: bool = field(True, "show a tqdm progress bar")
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, threads: Optional[int] = None) -> torch.device:
+    """The torch.device for --device (auto: cuda if available, else cpu); sets the CPU thread count if given."""
+    if threads:
+        torch.set_num_threads(threads)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -93,13 +98,13 @@ def _steps(epochs: int, n: int, batch_size: int) -> int:
 
 def train_autoencoder(cfg: AutoencoderConfig) -> dict:
     """Trains stage 1 as configured; returns the summary (also the last line of metrics.jsonl)."""
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, cfg.threads)
     if cfg.resume:
         if cfg.out is None:
             fail("--resume needs --out, the run folder to continue")
         stored = Run(cfg.out).config()
         cfg = restore(AutoencoderConfig, stored, resume=True, epochs=cfg.epochs or stored["epochs"],
-                      device=cfg.device, progress=cfg.progress)
+                      device=cfg.device, threads=cfg.threads, progress=cfg.progress)
     data = load_data(cfg, device)
     cfg = resolve(cfg, data.shape)
     std = datasets.pixel_std(data)
