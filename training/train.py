@@ -34,7 +34,7 @@ class AutoencoderConfig:
     lam: Optional[float] = field(None, "lambda, the weight of log cw_normality(z) (cwae, cw2)")
     gamma: str = field("auto", "image-space bandwidth of cw2: auto = Silverman (1.06 sigma n^-1/5)^2 from the "
                                "training pixels' std and the batch size; silverman = per batch; or a number")
-    seed: int = field(0, "seed of initialisation, data order and the mnist5k split")
+    seed: int = field(0, "seed of initialisation and data order (the mnist5k split is fixed)")
     device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     amp: bool = field(False, "bf16 autocast (CUDA only)")
     threads: Optional[int] = field(None, "CPU threads of PyTorch (default: PyTorch's choice; 1 is fastest for the "
@@ -79,7 +79,7 @@ def resolve(cfg: AutoencoderConfig, shape) -> AutoencoderConfig:
 
 def load_data(cfg, device: torch.device) -> datasets.ImageData:
     try:
-        return datasets.load(cfg.data, cfg.data_root, cfg.seed, workers=cfg.workers).to(device)
+        return datasets.load(cfg.data, cfg.data_root, workers=cfg.workers).to(device)
     except datasets.DataUnavailable as error:
         fail(str(error))
 
