@@ -9,12 +9,14 @@ import sys
 import typing
 
 
-def parser_for(cls, description: str, positional: tuple = ()) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def parser_for(cls, prog: str, description: str, positional: tuple = ()) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     for f in dataclasses.fields(cls):
         name = f.name if f.name in positional else "--" + f.name.replace("_", "-")
-        kwargs = {"help": f.metadata["help"]}
+        shown = "" if f.default is None or f.name in positional else f" (default: {f.default})"
+        kwargs = {"help": f.metadata["help"] + shown}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
         kind = f.metadata.get("type", _plain(f.type))
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -32,14 +34,19 @@ def _plain(annotation):
     return args[0] if args else annotation
 
 
-def config_from_args(cls, description: str, argv=None, positional: tuple = ()):
-    return cls(**vars(parser_for(cls, description, positional).parse_args(argv)))
+def config_from_args(cls, module: str, description: str, argv=None, positional: tuple = ()):
+    """Parses argv into a `cls` for `python -m module`; `description` heads --help."""
+    parser = parser_for(cls, f"python -m {module}", description, positional)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    return cls(**vars(parser.parse_args(argv)))
 
 
-def field(default, help: str, type=None):
+def field(default, help: str, type=None, choices=None):
     metadata = {"help": help}
     if type is not None:
         metadata["type"] = type
+    if choices is not None:
+        metadata["choices"] = choices
     return dataclasses.field(default=default, metadata=metadata)
 
 

@@ -30,7 +30,7 @@ from .train import AutoencoderConfig, load_autoencoder, load_data, parse_gamma, 
 class LatentConfig:
     ae: Optional[str] = field(None, "the stage-1 run folder (from python -m training.train); required")
     out: Optional[str] = field(None, "run folder (default: <ae>/latent)")
-    checkpoint: str = field("last", "which stage-1 checkpoint to encode with: last or best")
+    checkpoint: str = field("last", "which stage-1 checkpoint to encode with", choices=("last", "best"))
     noise: Optional[int] = field(None, "noise dimension of z' (default: 8 for 28x28 data, 32 for CelebA)")
     epochs: Optional[int] = field(None, "passes over the training images' encodings (default: training.defaults)")
     batch_size: Optional[int] = field(None, "noise samples and encodings per step (default: 256)")
@@ -133,7 +133,7 @@ def train_latent(cfg: LatentConfig) -> dict:
 
 
 def main(argv=None) -> None:
-    train_latent(config_from_args(LatentConfig, __doc__.splitlines()[0], argv))
+    train_latent(config_from_args(LatentConfig, "training.latent", __doc__, argv))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ class SampleConfig:
     nrow: int = field(8, "images per grid row")
     out: Optional[str] = field(None, "PNG to write (default: <run>/samples-seed<seed>.png)")
     seed: int = field(0, "seed of the noise")
-    checkpoint: str = field("last", "last or best")
+    checkpoint: str = field("last", "which checkpoint to sample from", choices=("last", "best"))
     interpolations: bool = field(False, "stage 2 only: also write <out>-interpolations.png (the two "
                                         "interpolations of the paper's Fig. 7), 8 pairs x 10 steps")
     device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, ...")
@@ -54,7 +54,7 @@ def sample(cfg: SampleConfig) -> str:
 
 
 def main(argv=None) -> None:
-    sample(config_from_args(SampleConfig, __doc__.splitlines()[0], argv, positional=("run",)))
+    sample(config_from_args(SampleConfig, "training.sample", __doc__, argv, positional=("run",)))
 
 
 if __name__ == "__main__":

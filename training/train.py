@@ -24,7 +24,7 @@ from .runs import Run
 @dataclass
 class AutoencoderConfig:
     data: str = field("mnist5k", "data set: mnist5k (offline, bundled), mnist, fmnist, celeba or folder:PATH")
-    objective: str = field("cw2", f"stage-1 objective, one of {', '.join(STAGE1)}")
+    objective: str = field("cw2", "stage-1 objective", choices=STAGE1)
     out: Optional[str] = field(None, "run folder (default: runs/<data>-<objective>)")
     data_root: str = field("data", "where torchvision data sets are downloaded to / looked for")
     latent: Optional[int] = field(None, "latent dimension (default: training.defaults)")
@@ -156,7 +156,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
 
 
 def main(argv=None) -> None:
-    train_autoencoder(config_from_args(AutoencoderConfig, __doc__.splitlines()[0], argv))
+    train_autoencoder(config_from_args(AutoencoderConfig, "training.train", __doc__, argv))
 
 
 if __name__ == "__main__":
