@@ -11,6 +11,7 @@ import json
 import platform
 import resource
 import time
+from pathlib import Path
 
 import torch
 
@@ -75,6 +76,7 @@ def main(argv=None) -> None:
         print(f"{r['backend']:10} {r['images_per_s']:10.1f} images/s   peak memory "
               f"{r['peak_memory_bytes'] / 2 ** 30:7.2f} GiB   ({machine}, batch {args.batch_size}, amp {args.amp})")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "torch": torch.__version__, **vars(args), "results": results}, f, indent=2)
 
