@@ -197,7 +197,3 @@ def pixel_std(data: ImageData, sample: int = 10_000) -> float:
         images = torch.stack([data.train[i] for i in range(min(sample, len(data.train)))])
     return images.double().std().item()
 
-
-def iterate(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    for i in range(0, len(images), batch_size):
-        yield images[i:i + batch_size]
