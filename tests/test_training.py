@@ -103,6 +103,18 @@ def test_resume_continues_exactly(tmp_path):
     assert resumed["val_loss"] == whole["val_loss"]
 
 
+def test_latent_resume_continues_exactly(smoke_runs, tmp_path):
+    ae = str(smoke_runs[0] / "cw2")
+    settings = dict(ae=ae, batch_size=400, eval_every=10, ckpt_every=10, progress=False, device="cpu", threads=1)
+    whole = latent.train_latent(latent.LatentConfig(out=str(tmp_path / "whole"), epochs=2, **settings))
+    latent.train_latent(latent.LatentConfig(out=str(tmp_path / "split"), epochs=1, **settings))
+    resumed = latent.train_latent(latent.LatentConfig(out=str(tmp_path / "split"), resume=True, epochs=2,
+                                                      progress=False, device="cpu", threads=1))
+    losses = lambda run: [(r["step"], r["loss"]) for r in Run(run).metrics() if "loss" in r]
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 2
+    assert resumed["heldout_metric"] == whole["heldout_metric"]
+
+
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
     torch.manual_seed(0)
     net = nn.Linear(3, 1)
