@@ -1,0 +1,173 @@
+"""Training: model shapes, objectives against direct formulas, smoke runs of both stages, exact
+resume, the non-finite stop, the offline-download message and every CLI's --help."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import lcw_fast
+from helpers import assert_close
+from lcw_fast import reference
+from training import compare_priors, data, demo, latent, loop, models, objectives, sample, throughput, train
+from training.runs import Run
+
+SMOKE = dict(data="mnist5k", epochs=1, batch_size=200, eval_every=10, ckpt_every=10, progress=False, device="cpu",
+             threads=1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _keep_threads():
+    """The runs here use one thread (fastest for the small MLPs); other test files keep PyTorch's default."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("shape,latent_dim", [((1, 28, 28), 8), ((3, 64, 64), 16)])
+def test_autoencoder_shapes(shape, latent_dim):
+    model = models.Autoencoder(shape, latent_dim)
+    x = torch.rand(3, *shape)
+    x_hat, z = model(x)
+    assert z.shape == (3, latent_dim) and x_hat.shape == (3, *shape)
+    assert x_hat.min() >= 0 and x_hat.max() <= 1
+    assert model.decoder(torch.randn(5, latent_dim)).shape == (5, *shape)
+
+
+def test_latent_generator_shapes():
+    lg = models.LatentGenerator(noise=3, latent=8)
+    assert lg(torch.randn(7, 3)).shape == (7, 8)
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in lg) == 5 and lg[0].out_features == 512
+
+
+def test_objectives_match_direct_formulas():
+    x, x_hat, z = torch.rand(6, 1, 4, 4), torch.rand(6, 1, 4, 4), torch.randn(6, 5)
+    lam, gamma = 0.7, 0.05
+    sse = ((x_hat - x) ** 2).sum(dim=(1, 2, 3)).mean()
+    normality = reference.cw_normality(z.double(), lcw_fast.normality_gamma(6))
+    images = reference.cw_distance(x_hat.flatten(1).double(), x.flatten(1).double(), gamma)
+    expected = {"ae": sse, "cwae": sse + lam * normality.log(), "cw2": images.log() + lam * normality.log()}
+    for name, value in expected.items():
+        got = objectives.autoencoder_loss(name, x, x_hat, z, lam, gamma)
+        assert_close(got, value.float(), rtol=1e-5, atol=1e-6, name=name)
+    g, e = torch.randn(6, 5), torch.randn(9, 5)
+    assert_close(objectives.latent_trick_loss(g, e, gamma), reference.cw_distance(g.double(), e.double(), gamma).float(),
+                 rtol=1e-5, atol=1e-7, name="lt")
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """20 steps of stage 1 (cw2) then 20 steps of stage 2 on mnist5k, CPU."""
+    root = tmp_path_factory.mktemp("smoke")
+    first = train.train_autoencoder(train.AutoencoderConfig(objective="cw2", out=str(root / "cw2"), **SMOKE))
+    second = latent.train_latent(latent.LatentConfig(ae=str(root / "cw2"), epochs=1, batch_size=200, eval_every=10,
+                                                     ckpt_every=10, progress=False, device="cpu", threads=1))
+    return root, first, second
+
+
+def test_smoke_both_stages(smoke_runs):
+    root, first, second = smoke_runs
+    assert first["step"] == second["step"] == 20
+    for summary in (first, second):
+        assert 0 < summary["heldout_metric"] < float("inf")
+    stage1, stage2 = root / "cw2", root / "cw2" / "latent"
+    for name in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "samples.png", "reconstructions.png", "loss.png"):
+        assert (stage1 / name).stat().st_size > 0, name
+    for name in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "samples.png", "interpolations.png", "loss.png"):
+        assert (stage2 / name).stat().st_size > 0, name
+    records = Run(stage1).metrics()
+    assert {"loss", "images_per_s"} <= records[0].keys()
+    assert {"val_loss", "reconstruction_error", "latent_normality"} <= records[1].keys()
+    assert records[-1]["heldout_metric"] == first["heldout_metric"]
+    assert Run(stage2).metrics()[-1]["heldout_metric_stage1"] == first["heldout_metric"]
+
+
+def test_sample_cli(smoke_runs, tmp_path):
+    root, _, _ = smoke_runs
+    out = tmp_path / "grid.png"
+    sample.main([str(root / "cw2" / "latent"), "--n", "6", "--out", str(out), "--interpolations", "--device", "cpu"])
+    assert out.stat().st_size > 0 and (tmp_path / "grid-interpolations.png").stat().st_size > 0
+    sample.main([str(root / "cw2"), "--n", "4", "--out", str(tmp_path / "ae.png"), "--device", "cpu"])
+    assert (tmp_path / "ae.png").stat().st_size > 0
+
+
+def test_resume_continues_exactly(tmp_path):
+    settings = dict(SMOKE, objective="ae", batch_size=400)  # 10 steps per epoch
+    whole = train.train_autoencoder(train.AutoencoderConfig(out=str(tmp_path / "whole"), **dict(settings, epochs=2)))
+    train.train_autoencoder(train.AutoencoderConfig(out=str(tmp_path / "split"), **settings))
+    resumed = train.train_autoencoder(train.AutoencoderConfig(out=str(tmp_path / "split"), resume=True, epochs=2,
+                                                              progress=False, device="cpu", threads=1))
+    losses = lambda run: [(r["step"], r["loss"]) for r in Run(run).metrics() if "loss" in r]
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    assert resumed["heldout_metric"] == whole["heldout_metric"]
+    assert resumed["val_loss"] == whole["val_loss"]
+
+
+def test_latent_resume_continues_exactly(smoke_runs, tmp_path):
+    ae = str(smoke_runs[0] / "cw2")
+    settings = dict(ae=ae, batch_size=400, eval_every=10, ckpt_every=10, progress=False, device="cpu", threads=1)
+    whole = latent.train_latent(latent.LatentConfig(out=str(tmp_path / "whole"), epochs=2, **settings))
+    latent.train_latent(latent.LatentConfig(out=str(tmp_path / "split"), epochs=1, **settings))
+    resumed = latent.train_latent(latent.LatentConfig(out=str(tmp_path / "split"), resume=True, epochs=2,
+                                                      progress=False, device="cpu", threads=1))
+    losses = lambda run: [(r["step"], r["loss"]) for r in Run(run).metrics() if "loss" in r]
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 2
+    assert resumed["heldout_metric"] == whole["heldout_metric"]
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Linear(3, 1)
+
+    def loss(x, rng):
+        value = net(x).square().mean()
+        return value * float("nan") if step_of(x) == 15 else value
+
+    inputs = [torch.full((4, 3), float(i)) / 20 for i in range(40)]
+    step_of = lambda x: int(round(x[0, 0].item() * 20))
+    stage = loop.Stage({"net": net}, net, loss, lambda: {"val_loss": 0.0})
+    cfg = loop.LoopConfig(steps=40, lr=1e-2, eval_every=5, ckpt_every=5, progress=False)
+    run = Run(tmp_path)
+    with pytest.raises(loop.NonFiniteLoss, match=r"loss is nan at step 15.*last.pt"):
+        loop.fit(stage, lambda start: iter(inputs[start:]), cfg, run, torch.device("cpu"))
+    state = run.load("last")
+    assert state["step"] == 15
+    assert all(torch.isfinite(t).all() for t in state["models"]["net"].values())
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("name,files", [("mnist", "MNIST/raw/train-images-idx3-ubyte.gz"),
+                                        ("fmnist", "FashionMNIST/raw/t10k-labels-idx1-ubyte.gz"),
+                                        ("celeba", "celeba/list_eval_partition.txt")])
+def test_offline_download_message(monkeypatch, tmp_path, capsys, name, files):
+    import torchvision.datasets
+
+    def unreachable(*args, **kwargs):
+        raise RuntimeError("Error downloading: <urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    for cls in ("MNIST", "FashionMNIST", "CelebA"):
+        monkeypatch.setattr(torchvision.datasets, cls, unreachable)
+    with pytest.raises(data.DataUnavailable, match="place these files by hand") as error:
+        data.load(name, str(tmp_path))
+    assert str(tmp_path / files) in str(error.value)
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["--data", name, "--data-root", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and str(tmp_path / files) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("cli,flag", [(train, "--objective"), (latent, "--ae"), (sample, "--interpolations"),
+                                      (demo, "--out"), (compare_priors, "--seeds"), (throughput, "--backends")])
+def test_cli_help(capsys, cli, flag):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0 and flag in capsys.readouterr().out
+
+
+def test_throughput_runs_on_cpu(tmp_path):
+    out = tmp_path / "throughput.json"
+    throughput.main(["--batch-size", "2", "--steps", "1", "--warmup", "0", "--latent", "8", "--backends",
+                     "auto", "reference", "--device", "cpu", "--json", str(out)])
+    results = json.loads(out.read_text())["results"]
+    assert [r["backend"] for r in results] == ["auto", "reference"]
+    assert all(r["images_per_s"] > 0 and r["peak_memory_bytes"] > 0 for r in results)

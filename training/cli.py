@@ -1,0 +1,62 @@
+"""Command-line plumbing shared by the CLIs: flags generated from a config dataclass's fields.
+
+Each field's metadata["help"] is its --help text; a field whose default is None is filled in later
+from training.defaults (the help says so).
+"""
+import argparse
+import dataclasses
+import sys
+import typing
+
+
+def parser_for(cls, prog: str, description: str, positional: tuple = ()) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    for f in dataclasses.fields(cls):
+        name = f.name if f.name in positional else "--" + f.name.replace("_", "-")
+        shown = "" if f.default is None or f.name in positional else f" (default: {f.default})"
+        kwargs = {"help": f.metadata["help"] + shown}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        kind = f.metadata.get("type", _plain(f.type))
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = kind
+        if f.name not in positional:
+            kwargs["default"] = f.default
+        parser.add_argument(name, **kwargs)
+    return parser
+
+
+def _plain(annotation):
+    """Optional[X] -> X."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def config_from_args(cls, module: str, description: str, argv=None, positional: tuple = ()):
+    """Parses argv into a `cls` for `python -m module`; `description` heads --help."""
+    parser = parser_for(cls, f"python -m {module}", description, positional)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    return cls(**vars(parser.parse_args(argv)))
+
+
+def field(default, help: str, type=None, choices=None):
+    metadata = {"help": help}
+    if type is not None:
+        metadata["type"] = type
+    if choices is not None:
+        metadata["choices"] = choices
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def fail(message: str) -> None:
+    """Prints a one-paragraph error (no traceback) and exits with status 1."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def restore(cls, stored: dict, **overrides):
+    """The config `cls` saved in a run's config.json (extra keys ignored), with `overrides` applied."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return dataclasses.replace(cls(**{k: v for k, v in stored.items() if k in names}), **overrides)

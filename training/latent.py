@@ -1,0 +1,140 @@
+"""Stage 2, the Latent Trick: train the latent generator LG on a frozen stage-1 encoder.
+
+LG maps noise z' ~ N(0, I) to the encoder's latent space by minimising cw_distance(LG(z'), E(x));
+the final generator is D(LG(z')).
+
+    python -m training.latent --ae runs/mnist5k-cw2          # writes runs/mnist5k-cw2/latent
+    from training.latent import LatentConfig, train_latent
+"""
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+import lcw_fast
+
+from . import data as datasets
+from . import defaults, plots
+from .cli import config_from_args, fail, field, restore
+from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
+from .loop import LoopConfig, NonFiniteLoss, Stage, fit
+from .models import LatentGenerator
+from .objectives import latent_trick_loss
+from .runs import Run
+from .train import AutoencoderConfig, load_autoencoder, load_data, parse_gamma, pick_device
+
+
+@dataclass
+class LatentConfig:
+    ae: Optional[str] = field(None, "the stage-1 run folder (from python -m training.train); required")
+    out: Optional[str] = field(None, "run folder (default: <ae>/latent)")
+    checkpoint: str = field("last", "which stage-1 checkpoint to encode with", choices=("last", "best"))
+    noise: Optional[int] = field(None, "noise dimension of z' (default: 8 for 28x28 data, 32 for CelebA)")
+    epochs: Optional[int] = field(None, "passes over the training images' encodings (default: training.defaults)")
+    batch_size: Optional[int] = field(None, "noise samples and encodings per step (default: 256)")
+    lr: Optional[float] = field(None, "Adam learning rate (default: 1e-3)")
+    gamma: str = field("auto", "latent bandwidth: auto = Silverman (1.06 sigma n^-1/5)^2 from the std of the "
+                               "encoded training images and the batch size; silverman = per batch; or a number")
+    seed: int = field(0, "seed of LG's initialisation, the noise and the data order")
+    device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    amp: bool = field(False, "bf16 autocast (CUDA only)")
+    threads: Optional[int] = field(None, "CPU threads of PyTorch (default: PyTorch's choice; 1 is fastest for the "
+                                         "small MLPs, especially on a busy machine)")
+    resume: bool = field(False, "continue the run in --out from its last.pt (its config.json wins; --epochs may extend)")
+    eval_every: int = field(100, "steps between validations on the held-out encodings (and best.pt)")
+    ckpt_every: int = field(100, "steps between last.pt checkpoints")
+    workers: int = field(2, "DataLoader workers for data sets that stream from disk")
+    progress: bool = field(True, "show a tqdm progress bar")
+
+
+@torch.no_grad()
+def encode(encoder, images, device: torch.device, workers: int) -> torch.Tensor:
+    """E(x) for a tensor of images or a streaming Dataset -> (N, latent) on `device`."""
+    if torch.is_tensor(images):
+        return map_batched(encoder, images, 1000)
+    loader = DataLoader(images, batch_size=1000, num_workers=workers)
+    return torch.cat([encoder(x.to(device)) for x in loader])
+
+
+def load_generator(run: Run, device: torch.device, checkpoint: str = "last"):
+    """(LG in eval mode, the stage-1 autoencoder in eval mode) of a stage-2 run."""
+    config = run.config()
+    autoencoder = load_autoencoder(Run(config["ae"]), device, config["checkpoint"])
+    lg = LatentGenerator(config["noise"], autoencoder.latent).to(device)
+    lg.load_state_dict(run.load(checkpoint, device)["models"]["lg"])
+    return lg.eval(), autoencoder
+
+
+def train_latent(cfg: LatentConfig) -> dict:
+    """Trains stage 2 as configured; returns the summary (also the last line of metrics.jsonl)."""
+    if cfg.resume:
+        if cfg.out is None and cfg.ae is None:
+            fail("--resume needs --out (or --ae), the stage-2 run folder to continue")
+        stored = Run(cfg.out or f"{cfg.ae}/latent").config()
+        cfg = restore(LatentConfig, stored, resume=True, epochs=cfg.epochs or stored["epochs"],
+                      device=cfg.device, threads=cfg.threads, progress=cfg.progress)
+    if cfg.ae is None:
+        fail("--ae (the stage-1 run folder) is required")
+    device = pick_device(cfg.device, cfg.threads)
+    ae_run = Run(cfg.ae)
+    stage1 = restore(AutoencoderConfig, ae_run.config(), device=cfg.device, workers=cfg.workers)
+    autoencoder = load_autoencoder(ae_run, device, cfg.checkpoint)
+    for p in autoencoder.parameters():
+        p.requires_grad_(False)
+    images = load_data(stage1, device)
+    table = defaults.stage2(stage1.data, images.shape)
+    cfg = dataclasses.replace(cfg, out=cfg.out or f"{cfg.ae}/latent",
+                              **{k: table[k] for k in table if getattr(cfg, k) is None})
+    latents = datasets.ImageData("latents", encode(autoencoder.encoder, images.train, device, cfg.workers),
+                                 encode(autoencoder.encoder, images.heldout, device, cfg.workers))
+    latent_std = latents.train.double().std().item()
+    gamma = parse_gamma(cfg.gamma, lcw_fast.silverman_gamma(latent_std, cfg.batch_size))
+    run = Run(cfg.out)
+    if not cfg.resume:
+        run.metrics_path.unlink(missing_ok=True)
+    run.write_config({**dataclasses.asdict(cfg), "stage": 2, "latent_std": latent_std, "gamma_value": gamma})
+
+    torch.manual_seed(cfg.seed)
+    lg = LatentGenerator(cfg.noise, autoencoder.latent).to(device)
+    val_noise = metric_noise(cfg.noise, device, len(latents.heldout))
+
+    def loss(encoded, rng):
+        noise = torch.randn(len(encoded), cfg.noise, generator=rng).to(device)
+        return latent_trick_loss(lg(noise), encoded, gamma)
+
+    def validate():
+        return {"val_loss": latent_trick_loss(lg(val_noise), latents.heldout, gamma).item()}
+
+    stage = Stage({"lg": lg}, lg, loss, validate)
+    loop = LoopConfig(steps=cfg.epochs * (len(latents) // cfg.batch_size), lr=cfg.lr, seed=cfg.seed,
+                      eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every, amp=cfg.amp, progress=cfg.progress)
+    try:
+        final = fit(stage, lambda start: datasets.batches(latents, start, cfg.batch_size, cfg.seed, device),
+                    loop, run, device, cfg.resume)
+    except NonFiniteLoss as error:
+        fail(str(error))
+
+    gamma_m = metric_gamma(ae_run.config()["pixel_std"])
+    samples = map_batched(lambda z: autoencoder.decoder(lg(z)), metric_noise(cfg.noise, device))
+    prior = [r for r in ae_run.metrics() if "heldout_metric" in r]
+    summary = {"step": loop.steps, "stage": 2, **final, "metric_gamma": gamma_m,
+               "heldout_metric": kernel_metric(samples, images.heldout, gamma_m),
+               "heldout_metric_stage1": prior[-1]["heldout_metric"] if prior else None}
+    run.log(summary)
+    plots.grid(samples[:64], run.path / "samples.png")
+    pairs = metric_noise(cfg.noise, device, 16)
+    plots.interpolations(lg, autoencoder.decoder, pairs[:8], pairs[8:], run.path / "interpolations.png")
+    plots.loss_curve(run.metrics(), run.path / "loss.png", f"stage 2 (latent trick) on {cfg.ae}")
+    print(f"stage 2 done: {run.path}\n  held-out metric D(LG(z')): {summary['heldout_metric']:.5f}   "
+          f"(stage 1 D(z): {summary['heldout_metric_stage1']}; gamma {gamma_m:.5f})")
+    return summary
+
+
+def main(argv=None) -> None:
+    train_latent(config_from_args(LatentConfig, "training.latent", __doc__, argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The paper's networks (Architecture section). Images are (B, C, H, W) in [0, 1]; latents (B, latent).
+
+28x28 grey (and any other shape but 3x64x64): MLP encoder/decoder.
+3x64x64 RGB (CelebA): convolutional encoder/decoder.
+Latent generator LG: noise (B, noise) -> latent (B, latent).
+"""
+import math
+
+import torch
+from torch import nn
+
+
+def _mlp(sizes, hidden_layers: int, width: int, out: int, batch_norm: bool = False) -> list:
+    layers, previous = [], sizes
+    for _ in range(hidden_layers):
+        layers += [nn.Linear(previous, width)] + ([nn.BatchNorm1d(width)] if batch_norm else []) + [nn.ReLU()]
+        previous = width
+    return layers + [nn.Linear(previous, out)]
+
+
+class MLPEncoder(nn.Sequential):
+    """(B, C, H, W) -> (B, latent): layers x (Linear width, ReLU) -> Linear(latent)."""
+
+    def __init__(self, shape, latent: int, width: int = 200, layers: int = 3):
+        super().__init__(nn.Flatten(), *_mlp(math.prod(shape), layers, width, latent))
+
+
+class MLPDecoder(nn.Sequential):
+    """(B, latent) -> (B, C, H, W): layers x (Linear width, ReLU) -> Linear(C*H*W) -> sigmoid."""
+
+    def __init__(self, shape, latent: int, width: int = 200, layers: int = 3):
+        super().__init__(*_mlp(latent, layers, width, math.prod(shape)), nn.Sigmoid(), nn.Unflatten(1, tuple(shape)))
+
+
+def _conv_block(conv: nn.Module, channels: int) -> list:
+    return [conv, nn.BatchNorm2d(channels), nn.ReLU()]
+
+
+class ConvEncoder(nn.Sequential):
+    """(B, 3, 64, 64) -> (B, latent): 4 x (Conv 4x4 stride 2, BN, ReLU) with 128..1024 channels -> Linear."""
+
+    def __init__(self, latent: int, channels=(128, 256, 512, 1024)):
+        layers, previous = [], 3
+        for c in channels:
+            layers += _conv_block(nn.Conv2d(previous, c, 4, stride=2, padding=1), c)
+            previous = c
+        side = 64 // 2 ** len(channels)
+        super().__init__(*layers, nn.Flatten(), nn.Linear(previous * side * side, latent))
+
+
+class ConvDecoder(nn.Sequential):
+    """(B, latent) -> (B, 3, 64, 64): Linear(latent -> 1024*8*8) -> 3 x (ConvTranspose 4x4 stride 2,
+    BN, ReLU) with 512, 256, 128 channels -> ConvTranspose 3x3 to 3 channels -> (tanh + 1) / 2."""
+
+    def __init__(self, latent: int, channels=(1024, 512, 256, 128)):
+        layers, previous = [], channels[0]
+        for c in channels[1:]:
+            layers += _conv_block(nn.ConvTranspose2d(previous, c, 4, stride=2, padding=1), c)
+            previous = c
+        super().__init__(nn.Linear(latent, channels[0] * 8 * 8), nn.Unflatten(1, (channels[0], 8, 8)), *layers,
+                         nn.ConvTranspose2d(previous, 3, 3, padding=1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (super().forward(z) + 1.0) / 2.0
+
+
+class Autoencoder(nn.Module):
+    """encoder E: images -> latents, decoder D: latents -> images."""
+
+    def __init__(self, shape, latent: int):
+        super().__init__()
+        self.shape, self.latent = tuple(shape), latent
+        if self.shape == (3, 64, 64):
+            self.encoder, self.decoder = ConvEncoder(latent), ConvDecoder(latent)
+        else:
+            self.encoder, self.decoder = MLPEncoder(shape, latent), MLPDecoder(shape, latent)
+
+    def forward(self, x: torch.Tensor):
+        """(B, C, H, W) -> (reconstruction (B, C, H, W), latent (B, latent))."""
+        z = self.encoder(x)
+        return self.decoder(z), z
+
+
+class LatentGenerator(nn.Sequential):
+    """LG: (B, noise) -> (B, latent): layers x (Linear width, BatchNorm, ReLU) -> Linear(latent)."""
+
+    def __init__(self, noise: int, latent: int, width: int = 512, layers: int = 5):
+        self.noise, self.latent = noise, latent
+        super().__init__(*_mlp(noise, layers, width, latent, batch_norm=True))

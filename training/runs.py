@@ -1,0 +1,55 @@
+"""A run folder: config.json, metrics.jsonl, checkpoints last.pt / best.pt (written atomically), PNGs."""
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+
+class Run:
+    """The folder of one training stage."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.path / "metrics.jsonl"
+
+    def write_config(self, config: dict) -> None:
+        _atomic(self.path / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+
+    def config(self) -> dict:
+        path = self.path / "config.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{self.path} is not a run folder (no config.json)")
+        return json.loads(path.read_text())
+
+    def log(self, record: dict) -> None:
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def metrics(self) -> list:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drops records after `step` (written after the checkpoint a resumed run restarts from)."""
+        kept = [r for r in self.metrics() if r.get("step", 0) <= step and "heldout_metric" not in r]
+        _atomic(self.metrics_path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)))
+
+    def save(self, name: str, state: dict) -> None:
+        """Writes `name`.pt via a temporary file and a rename: a crash never leaves a torn checkpoint."""
+        _atomic(self.path / f"{name}.pt", lambda tmp: torch.save(state, tmp))
+
+    def load(self, name: str = "last", map_location: Optional[torch.device] = None) -> dict:
+        path = self.path / f"{name}.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint {path}")
+        return torch.load(path, map_location=map_location or "cpu", weights_only=False)
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)

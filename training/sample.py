@@ -1,0 +1,61 @@
+"""Draw images from a trained run: D(z), z ~ N(0, I) for a stage-1 run; D(LG(z')) for a stage-2 run.
+
+    python -m training.sample runs/mnist5k-cw2/latent --n 64 --out samples.png
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from . import plots
+from .cli import config_from_args, field
+from .latent import load_generator
+from .runs import Run
+from .train import load_autoencoder, pick_device
+
+
+@dataclass
+class SampleConfig:
+    run: str = field(None, "a run folder (stage 1 from training.train, or stage 2 from training.latent)", type=str)
+    n: int = field(64, "number of images in the grid")
+    nrow: int = field(8, "images per grid row")
+    out: Optional[str] = field(None, "PNG to write (default: <run>/samples-seed<seed>.png)")
+    seed: int = field(0, "seed of the noise")
+    checkpoint: str = field("last", "which checkpoint to sample from", choices=("last", "best"))
+    interpolations: bool = field(False, "stage 2 only: also write <out>-interpolations.png (the two "
+                                        "interpolations of the paper's Fig. 7), 8 pairs x 10 steps")
+    device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, ...")
+
+
+def generator(run: Run, device: torch.device, checkpoint: str = "last"):
+    """(noise dimension, noise -> images function) of a stage-1 or stage-2 run."""
+    if run.config()["stage"] == 2:
+        lg, autoencoder = load_generator(run, device, checkpoint)
+        return lg.noise, lambda z: autoencoder.decoder(lg(z))
+    autoencoder = load_autoencoder(run, device, checkpoint)
+    return autoencoder.latent, autoencoder.decoder
+
+
+@torch.no_grad()
+def sample(cfg: SampleConfig) -> str:
+    """Writes the PNG(s); returns the sample grid's path."""
+    device = pick_device(cfg.device)
+    run = Run(cfg.run)
+    dim, generate = generator(run, device, cfg.checkpoint)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    out = cfg.out or str(run.path / f"samples-seed{cfg.seed}.png")
+    plots.grid(generate(torch.randn(cfg.n, dim, generator=rng).to(device)), out, nrow=cfg.nrow)
+    if cfg.interpolations and run.config()["stage"] == 2:
+        lg, autoencoder = load_generator(run, device, cfg.checkpoint)
+        ends = torch.randn(16, dim, generator=rng).to(device)
+        plots.interpolations(lg, autoencoder.decoder, ends[:8], ends[8:], out.removesuffix(".png") + "-interpolations.png")
+    print(out)
+    return out
+
+
+def main(argv=None) -> None:
+    sample(config_from_args(SampleConfig, "training.sample", __doc__, argv, positional=("run",)))
+
+
+if __name__ == "__main__":
+    main()

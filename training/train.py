@@ -1,0 +1,163 @@
+"""Stage 1: train an autoencoder (ae, cwae or cw2) and write its run folder.
+
+    python -m training.train --data mnist5k --objective cw2 --out runs/mnist5k-cw2
+    from training.train import AutoencoderConfig, train_autoencoder
+"""
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+import lcw_fast
+
+from . import data as datasets
+from . import defaults, plots
+from .cli import config_from_args, fail, field, restore
+from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
+from .loop import LoopConfig, NonFiniteLoss, Stage, fit
+from .models import Autoencoder
+from .objectives import STAGE1, autoencoder_loss, squared_error
+from .runs import Run
+
+
+@dataclass
+class AutoencoderConfig:
+    data: str = field("mnist5k", "data set: mnist5k (offline, bundled), mnist, fmnist, celeba or folder:PATH")
+    objective: str = field("cw2", "stage-1 objective", choices=STAGE1)
+    out: Optional[str] = field(None, "run folder (default: runs/<data>-<objective>)")
+    data_root: str = field("data", "where torchvision data sets are downloaded to / looked for")
+    latent: Optional[int] = field(None, "latent dimension (default: training.defaults)")
+    epochs: Optional[int] = field(None, "passes over the training images (default: training.defaults)")
+    batch_size: Optional[int] = field(None, "images per step (default: 256)")
+    lr: Optional[float] = field(None, "Adam learning rate (default: training.defaults)")
+    lam: Optional[float] = field(None, "lambda, the weight of log cw_normality(z) (cwae, cw2)")
+    gamma: str = field("auto", "image-space bandwidth of cw2: auto = Silverman (1.06 sigma n^-1/5)^2 from the "
+                               "training pixels' std and the batch size; silverman = per batch; or a number")
+    seed: int = field(0, "seed of initialisation and data order (the mnist5k split is fixed)")
+    device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    amp: bool = field(False, "bf16 autocast (CUDA only)")
+    threads: Optional[int] = field(None, "CPU threads of PyTorch (default: PyTorch's choice; 1 is fastest for the "
+                                         "small MLPs, especially on a busy machine)")
+    resume: bool = field(False, "continue the run in --out from its last.pt (its config.json wins; --epochs may extend)")
+    eval_every: int = field(100, "steps between validations on the held-out images (and best.pt)")
+    ckpt_every: int = field(100, "steps between last.pt checkpoints")
+    workers: int = field(2, "DataLoader workers for data sets that stream from disk")
+    progress: bool = field(True, "show a tqdm progress bar")
+
+
+def pick_device(name: str, threads: Optional[int] = None) -> torch.device:
+    """The torch.device for --device (auto: cuda if available, else cpu); sets the CPU thread count if given."""
+    if threads:
+        torch.set_num_threads(threads)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def parse_gamma(value: str, auto: float):
+    """--gamma: "auto" -> `auto`, "silverman" stays (per batch), else a positive number."""
+    if value == "auto":
+        return auto
+    if value == "silverman":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        fail(f"--gamma must be auto, silverman or a number, got {value!r}")
+
+
+def resolve(cfg: AutoencoderConfig, shape) -> AutoencoderConfig:
+    """cfg with every None filled in from training.defaults."""
+    if cfg.objective not in STAGE1:
+        fail(f"--objective must be one of {', '.join(STAGE1)}, got {cfg.objective!r}")
+    table = defaults.stage1(cfg.data, shape, cfg.objective)
+    filled = {k: table[k] for k in table if getattr(cfg, k) is None}
+    out = cfg.out or f"runs/{cfg.data.replace(':', '-').replace('/', '_')}-{cfg.objective}"
+    return dataclasses.replace(cfg, out=out, **filled)
+
+
+def load_data(cfg, device: torch.device) -> datasets.ImageData:
+    try:
+        return datasets.load(cfg.data, cfg.data_root, workers=cfg.workers).to(device)
+    except datasets.DataUnavailable as error:
+        fail(str(error))
+
+
+def load_autoencoder(run: Run, device: torch.device, checkpoint: str = "last") -> Autoencoder:
+    """The stage-1 autoencoder of `run`, in eval mode."""
+    config = run.config()
+    model = Autoencoder(config["shape"], config["latent"]).to(device)
+    model.load_state_dict(run.load(checkpoint, device)["models"]["autoencoder"])
+    return model.eval()
+
+
+def _steps(epochs: int, n: int, batch_size: int) -> int:
+    return epochs * (n // batch_size)
+
+
+def train_autoencoder(cfg: AutoencoderConfig) -> dict:
+    """Trains stage 1 as configured; returns the summary (also the last line of metrics.jsonl)."""
+    device = pick_device(cfg.device, cfg.threads)
+    if cfg.resume:
+        if cfg.out is None:
+            fail("--resume needs --out, the run folder to continue")
+        stored = Run(cfg.out).config()
+        cfg = restore(AutoencoderConfig, stored, resume=True, epochs=cfg.epochs or stored["epochs"],
+                      device=cfg.device, threads=cfg.threads, progress=cfg.progress)
+    data = load_data(cfg, device)
+    cfg = resolve(cfg, data.shape)
+    std = datasets.pixel_std(data)
+    gamma = parse_gamma(cfg.gamma, lcw_fast.silverman_gamma(std, cfg.batch_size))
+    run = Run(cfg.out)
+    if not cfg.resume:
+        run.metrics_path.unlink(missing_ok=True)
+    run.write_config({**dataclasses.asdict(cfg), "stage": 1, "shape": list(data.shape), "pixel_std": std,
+                      "gamma_value": gamma})
+
+    torch.manual_seed(cfg.seed)
+    model = Autoencoder(data.shape, cfg.latent).to(device)
+
+    def loss(x, rng):
+        x_hat, z = model(x)
+        return autoencoder_loss(cfg.objective, x, x_hat, z, cfg.lam, gamma)
+
+    def validate():
+        x_hat, z = model(data.heldout)
+        chunks = list(zip(data.heldout.split(cfg.batch_size), x_hat.split(cfg.batch_size),
+                          z.split(cfg.batch_size)))
+        val = sum(autoencoder_loss(cfg.objective, *c, cfg.lam, gamma).item() for c in chunks) / len(chunks)
+        return {"val_loss": val, "reconstruction_error": squared_error(x_hat, data.heldout).item(),
+                "latent_normality": lcw_fast.cw_normality(z.float()).item()}
+
+    stage = Stage({"autoencoder": model}, model, loss, validate)
+    loop = LoopConfig(steps=_steps(cfg.epochs, len(data), cfg.batch_size), lr=cfg.lr, seed=cfg.seed,
+                      eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every, amp=cfg.amp, progress=cfg.progress)
+    try:
+        final = fit(stage, lambda start: datasets.batches(data, start, cfg.batch_size, cfg.seed, device,
+                                                          cfg.workers), loop, run, device, cfg.resume)
+    except NonFiniteLoss as error:
+        fail(str(error))
+
+    gamma_m = metric_gamma(std)
+    samples = map_batched(model.decoder, metric_noise(cfg.latent, device))
+    reconstructions = map_batched(lambda x: model(x)[0], data.heldout)
+    summary = {"step": loop.steps, "stage": 1, **final, "metric_gamma": gamma_m,
+               "heldout_metric": kernel_metric(samples, data.heldout, gamma_m),
+               "heldout_metric_reconstructions": kernel_metric(reconstructions, data.heldout, gamma_m)}
+    run.log(summary)
+    plots.grid(samples[:64], run.path / "samples.png")
+    plots.reconstructions(data.heldout[:32], reconstructions[:32], run.path / "reconstructions.png")
+    plots.loss_curve(run.metrics(), run.path / "loss.png", f"stage 1 ({cfg.objective}) on {cfg.data}")
+    print(f"stage 1 ({cfg.objective}) done: {run.path}\n  held-out metric D(z), z~N(0,I): "
+          f"{summary['heldout_metric']:.5f}   (reconstructions D(E(x)): "
+          f"{summary['heldout_metric_reconstructions']:.5f}; gamma {gamma_m:.5f})")
+    return summary
+
+
+def main(argv=None) -> None:
+    train_autoencoder(config_from_args(AutoencoderConfig, "training.train", __doc__, argv))
+
+
+if __name__ == "__main__":
+    main()
