@@ -64,6 +64,17 @@ def _gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE: tl.constexpr):
 
 
 @triton.jit
+def _cw_k(d, gamma, inv_c):
+    """k(d) = (gamma + d / c)^(-1/2)."""
+    v = gamma + d * inv_c
+    if v.dtype == tl.float64:
+        # tl.rsqrt lowers float64 to PTX rsqrt.approx.f64, an approximation; sqrt.rn and div.rn are exact.
+        return 1.0 / tl.sqrt(v)
+    else:
+        return tl.rsqrt(v)
+
+
+@triton.jit
 def _sq_dists(x_ptr, y_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, SELF: tl.constexpr,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
               COMPUTE: tl.constexpr):
@@ -122,7 +133,7 @@ def _sum_kernel(x_ptr, y_ptr, part_ptr, n, m, D, sxn, sxd, syn, syd, gamma_hi, g
         cols = col0 + tl.arange(0, BLOCK_N)
         d = _sq_dists(x_ptr, y_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_M, BLOCK_N, BLOCK_K,
                       PRECISION, COMPUTE)
-        k = tl.rsqrt(gamma + d * inv_c)
+        k = _cw_k(d, gamma, inv_c)
         k = tl.where((rows < n)[:, None] & (cols < m)[None, :], k, 0.0)
         tile_sum = tl.sum(tl.sum(k, 1), 0).to(tl.float64)
         if SELF:
@@ -154,7 +165,7 @@ def _fused_grad_kernel(x_ptr, y_ptr, out_ptr, n, m, D, sxn, sxd, syn, syd, son, 
         yf = y.to(COMPUTE)
         gram = tl.dot(x, tl.trans(y), input_precision=PRECISION, out_dtype=COMPUTE)
         d = _clamp(xn, tl.sum(yf * yf, 1), gram, row0, col0, SELF)
-        k = tl.rsqrt(gamma + d * inv_c)
+        k = _cw_k(d, gamma, inv_c)
         w = tl.where(cmask[None, :], (-0.5 * inv_c) * k * k * k, 0.0)
         w_sum += tl.sum(w, 1)
         wy = tl.dot(w, yf, wy, input_precision=PRECISION, out_dtype=COMPUTE)
@@ -175,7 +186,7 @@ def _weights_kernel(x_ptr, y_ptr, w_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd
     rows, cols = tile_row0 + tl.arange(0, BLOCK_M), tile_col0 + tl.arange(0, BLOCK_N)
     d = _sq_dists(x_ptr, y_ptr, tile_row0, tile_col0, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_M, BLOCK_N,
                   BLOCK_K, PRECISION, COMPUTE)
-    k = tl.rsqrt(gamma + d * inv_c)
+    k = _cw_k(d, gamma, inv_c)
     w = (-0.5 * inv_c) * k * k * k
     tl.store(w_ptr + (rows - row0)[:, None] * swn + (cols - col0)[None, :], w,
              mask=(rows < n)[:, None] & (cols < m)[None, :])
