@@ -23,6 +23,7 @@ float64 throughout (IEEE tl.dot). 64-bit offsets everywhere.
 Set LCW_FAST_POISON=1 (or POISON = True) to fill outputs and scratch with NaN before each launch,
 so a value that a kernel fails to write shows up in tests.
 """
+import contextlib
 import os
 
 import torch
@@ -50,9 +51,15 @@ def _configs(*shapes):
 # (BLOCK_M, BLOCK_N, num_warps, num_stages). The first of each list compiles for sm_90 without register
 # spills in float32 default mode at D <= 64 (tests/triton_sm90_compile.py); the autotuner weighs the rest.
 # Square tiles for the sums: a self-sum pairs row tile i with column tile j >= i.
-_SUM_CONFIGS = _configs((64, 64, 8, 2), (64, 64, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2))
-_GRAD_CONFIGS = _configs((32, 32, 4, 2), (64, 32, 8, 2), (64, 64, 8, 2), (32, 64, 4, 2), (128, 64, 8, 2))
-_WEIGHT_CONFIGS = _configs((64, 64, 4, 3), (64, 64, 8, 2), (128, 128, 8, 2), (128, 64, 8, 2))
+# The interpreter tests run every GPU tile shape too (test_triton.py).
+_GPU_SHAPES = {
+    "sum": ((64, 64, 8, 2), (64, 64, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2)),
+    "grad": ((32, 32, 4, 2), (64, 32, 8, 2), (64, 64, 8, 2), (32, 64, 4, 2), (128, 64, 8, 2)),
+    "weights": ((64, 64, 4, 3), (64, 64, 8, 2), (128, 128, 8, 2), (128, 64, 8, 2)),
+}
+_SUM_CONFIGS = _configs(*_GPU_SHAPES["sum"])
+_GRAD_CONFIGS = _configs(*_GPU_SHAPES["grad"])
+_WEIGHT_CONFIGS = _configs(*_GPU_SHAPES["weights"])
 
 
 @triton.jit
@@ -217,6 +224,11 @@ def _prepare(x, y, precision):
     return x.to(dtype), y.to(dtype), compute, dot_precision
 
 
+def _on_device(x):
+    """Triton launches on the current CUDA device, not the tensor's: make x's device current."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 def _split_gamma(gamma: float):
     hi = float(torch.tensor(gamma, dtype=torch.float32))
     return hi, gamma - hi
@@ -244,9 +256,10 @@ def _sum(x, y, gamma, precision, self_sum):
     target = _target_programs(x.device)
     grids = [_sum_grid(n, m, c.kwargs["BLOCK_M"], target) for c in _SUM_CONFIGS]
     partials = _new((max(a * b for a, b in grids),), torch.float64, x.device)
-    _sum_kernel[lambda meta: _sum_grid(n, m, meta["BLOCK_M"], target)](
-        x, y, partials, n, m, dim, x.stride(0), x.stride(1), y.stride(0), y.stride(1), *_split_gamma(gamma),
-        SELF=self_sum, BLOCK_K=_block_k(dim), PRECISION=dot_precision, COMPUTE=compute)
+    with _on_device(x):
+        _sum_kernel[lambda meta: _sum_grid(n, m, meta["BLOCK_M"], target)](
+            x, y, partials, n, m, dim, x.stride(0), x.stride(1), y.stride(0), y.stride(1), *_split_gamma(gamma),
+            SELF=self_sum, BLOCK_K=_block_k(dim), PRECISION=dot_precision, COMPUTE=compute)
     row_tiles, split = _sum_grid(n, m, _sum_kernel.best_config.kwargs["BLOCK_M"], target)
     return partials[: row_tiles * split].sum()
 
@@ -290,7 +303,8 @@ def _grad(x, y, gamma, precision, self_sum):
     x, y, compute, dot_precision = _prepare(x, y, precision)
     scale = 4.0 if self_sum else 2.0
     path = _fused_grad if x.shape[1] <= MAX_FUSED_DIM else _chunked_grad
-    return path(x, y, gamma, dot_precision, compute, scale, self_sum)
+    with _on_device(x):
+        return path(x, y, gamma, dot_precision, compute, scale, self_sum)
 
 
 # ---------------------------------------------------------------------------------------- registration
