@@ -23,6 +23,7 @@ float64 throughout (IEEE tl.dot). 64-bit offsets everywhere.
 Set LCW_FAST_POISON=1 (or POISON = True) to fill outputs and scratch with NaN before each launch,
 so a value that a kernel fails to write shows up in tests.
 """
+import contextlib
 import os
 
 import torch
@@ -50,9 +51,15 @@ def _configs(*shapes):
 # (BLOCK_M, BLOCK_N, num_warps, num_stages). The first of each list compiles for sm_90 without register
 # spills in float32 default mode at D <= 64 (tests/triton_sm90_compile.py); the autotuner weighs the rest.
 # Square tiles for the sums: a self-sum pairs row tile i with column tile j >= i.
-_SUM_CONFIGS = _configs((64, 64, 8, 2), (64, 64, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2))
-_GRAD_CONFIGS = _configs((32, 32, 4, 2), (64, 32, 8, 2), (64, 64, 8, 2), (32, 64, 4, 2), (128, 64, 8, 2))
-_WEIGHT_CONFIGS = _configs((64, 64, 4, 3), (64, 64, 8, 2), (128, 128, 8, 2), (128, 64, 8, 2))
+# The interpreter tests run every GPU tile shape too (test_triton.py).
+_GPU_SHAPES = {
+    "sum": ((64, 64, 8, 2), (64, 64, 8, 3), (128, 128, 8, 2), (64, 64, 4, 2)),
+    "grad": ((32, 32, 4, 2), (64, 32, 8, 2), (64, 64, 8, 2), (32, 64, 4, 2), (128, 64, 8, 2)),
+    "weights": ((64, 64, 4, 3), (64, 64, 8, 2), (128, 128, 8, 2), (128, 64, 8, 2)),
+}
+_SUM_CONFIGS = _configs(*_GPU_SHAPES["sum"])
+_GRAD_CONFIGS = _configs(*_GPU_SHAPES["grad"])
+_WEIGHT_CONFIGS = _configs(*_GPU_SHAPES["weights"])
 
 
 @triton.jit
@@ -61,6 +68,17 @@ def _gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE: tl.constexpr):
     gamma = tl.cast(gamma_hi, COMPUTE) + tl.cast(gamma_lo, COMPUTE)
     inv_c = 1.0 / tl.cast(2 * D - 3, COMPUTE)
     return gamma, inv_c
+
+
+@triton.jit
+def _cw_k(d, gamma, inv_c):
+    """k(d) = (gamma + d / c)^(-1/2)."""
+    v = gamma + d * inv_c
+    if v.dtype == tl.float64:
+        # tl.rsqrt lowers float64 to PTX rsqrt.approx.f64, an approximation; sqrt.rn and div.rn are exact.
+        return 1.0 / tl.sqrt(v)
+    else:
+        return tl.rsqrt(v)
 
 
 @triton.jit
@@ -122,7 +140,7 @@ def _sum_kernel(x_ptr, y_ptr, part_ptr, n, m, D, sxn, sxd, syn, syd, gamma_hi, g
         cols = col0 + tl.arange(0, BLOCK_N)
         d = _sq_dists(x_ptr, y_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_M, BLOCK_N, BLOCK_K,
                       PRECISION, COMPUTE)
-        k = tl.rsqrt(gamma + d * inv_c)
+        k = _cw_k(d, gamma, inv_c)
         k = tl.where((rows < n)[:, None] & (cols < m)[None, :], k, 0.0)
         tile_sum = tl.sum(tl.sum(k, 1), 0).to(tl.float64)
         if SELF:
@@ -154,7 +172,7 @@ def _fused_grad_kernel(x_ptr, y_ptr, out_ptr, n, m, D, sxn, sxd, syn, syd, son, 
         yf = y.to(COMPUTE)
         gram = tl.dot(x, tl.trans(y), input_precision=PRECISION, out_dtype=COMPUTE)
         d = _clamp(xn, tl.sum(yf * yf, 1), gram, row0, col0, SELF)
-        k = tl.rsqrt(gamma + d * inv_c)
+        k = _cw_k(d, gamma, inv_c)
         w = tl.where(cmask[None, :], (-0.5 * inv_c) * k * k * k, 0.0)
         w_sum += tl.sum(w, 1)
         wy = tl.dot(w, yf, wy, input_precision=PRECISION, out_dtype=COMPUTE)
@@ -175,7 +193,7 @@ def _weights_kernel(x_ptr, y_ptr, w_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd
     rows, cols = tile_row0 + tl.arange(0, BLOCK_M), tile_col0 + tl.arange(0, BLOCK_N)
     d = _sq_dists(x_ptr, y_ptr, tile_row0, tile_col0, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_M, BLOCK_N,
                   BLOCK_K, PRECISION, COMPUTE)
-    k = tl.rsqrt(gamma + d * inv_c)
+    k = _cw_k(d, gamma, inv_c)
     w = (-0.5 * inv_c) * k * k * k
     tl.store(w_ptr + (rows - row0)[:, None] * swn + (cols - col0)[None, :], w,
              mask=(rows < n)[:, None] & (cols < m)[None, :])
@@ -206,6 +224,11 @@ def _prepare(x, y, precision):
     return x.to(dtype), y.to(dtype), compute, dot_precision
 
 
+def _on_device(x):
+    """Triton launches on the current CUDA device, not the tensor's: make x's device current."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 def _split_gamma(gamma: float):
     hi = float(torch.tensor(gamma, dtype=torch.float32))
     return hi, gamma - hi
@@ -233,9 +256,10 @@ def _sum(x, y, gamma, precision, self_sum):
     target = _target_programs(x.device)
     grids = [_sum_grid(n, m, c.kwargs["BLOCK_M"], target) for c in _SUM_CONFIGS]
     partials = _new((max(a * b for a, b in grids),), torch.float64, x.device)
-    _sum_kernel[lambda meta: _sum_grid(n, m, meta["BLOCK_M"], target)](
-        x, y, partials, n, m, dim, x.stride(0), x.stride(1), y.stride(0), y.stride(1), *_split_gamma(gamma),
-        SELF=self_sum, BLOCK_K=_block_k(dim), PRECISION=dot_precision, COMPUTE=compute)
+    with _on_device(x):
+        _sum_kernel[lambda meta: _sum_grid(n, m, meta["BLOCK_M"], target)](
+            x, y, partials, n, m, dim, x.stride(0), x.stride(1), y.stride(0), y.stride(1), *_split_gamma(gamma),
+            SELF=self_sum, BLOCK_K=_block_k(dim), PRECISION=dot_precision, COMPUTE=compute)
     row_tiles, split = _sum_grid(n, m, _sum_kernel.best_config.kwargs["BLOCK_M"], target)
     return partials[: row_tiles * split].sum()
 
@@ -279,7 +303,8 @@ def _grad(x, y, gamma, precision, self_sum):
     x, y, compute, dot_precision = _prepare(x, y, precision)
     scale = 4.0 if self_sum else 2.0
     path = _fused_grad if x.shape[1] <= MAX_FUSED_DIM else _chunked_grad
-    return path(x, y, gamma, dot_precision, compute, scale, self_sum)
+    with _on_device(x):
+        return path(x, y, gamma, dot_precision, compute, scale, self_sum)
 
 
 # ---------------------------------------------------------------------------------------- registration

@@ -154,13 +154,16 @@ def test_second_device():
     assert_close(out, ref_sum(x, y), rtol=1e-5)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("dim", [12, 784])
-def test_nan_input_gives_nan(dim):
+def test_nan_or_inf_input_gives_nan(dim, bad):
+    """An Inf coordinate gives d = Inf, where k = 0 would silently drop the point: NaN instead."""
     x, y = _sample(40, dim), _sample(30, dim)
-    x[3, 1] = float("nan")
+    x[3, 1] = bad
     out = run_ops(x, y)
     assert torch.isnan(out["kernel_sum"]) and torch.isnan(out["kernel_sum_self"])
-    assert torch.isnan(out["kernel_sum_grad"]).any() and torch.isnan(out["kernel_sum_self_grad"]).any()
+    assert torch.isnan(out["kernel_sum_grad"][3]).all() and torch.isnan(out["kernel_sum_self_grad"][3]).all()
+    assert torch.isnan(out["kernel_sum_grad_yx"]).any(1).all()
 
 
 @pytest.mark.parametrize("dim", [12, 784])

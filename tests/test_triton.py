@@ -206,4 +206,39 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     run = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, env=env,
                          timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.count("ok ") == 3, run.stdout
+    assert run.stdout.count("ok ") == 4, run.stdout
+
+
+def _tile_shapes(tk, kind):
+    return sorted({shape[:2] for shape in tk._GPU_SHAPES[kind]})
+
+
+def test_every_gpu_tile_shape_matches_the_reference(tk, monkeypatch):
+    """The interpreter runs one 64 x 64 config; the GPU autotuner may pick any tile shape, including
+    non-square gradient tiles, whose self-sum diagonal lies off the tile's main diagonal."""
+    x, y = torch.randn(70, 9, device=DEVICE), torch.randn(45, 9, device=DEVICE)
+    wide_x, wide_y = torch.randn(70, 260, device=DEVICE), torch.randn(45, 260, device=DEVICE)
+    pair, gx, _, self_sum, gs = reference_sums(x, y, GAMMA)
+    wide_gx, wide_gs = reference_sums(wide_x, wide_y, GAMMA)[1::3]
+    ops = lib()
+
+    def use(kernel, bm, bn):
+        monkeypatch.setattr(kernel, "configs", [tk.triton.Config({"BLOCK_M": bm, "BLOCK_N": bn})])
+        return f"{bm}x{bn} tiles"
+
+    for bm, bn in _tile_shapes(tk, "sum"):
+        configs = [tk.triton.Config({"BLOCK_M": bm, "BLOCK_N": bn})]
+        monkeypatch.setattr(tk, "_SUM_CONFIGS", configs)
+        monkeypatch.setattr(tk._sum_kernel, "configs", configs)
+        assert_close(ops.kernel_sum(x, y, GAMMA), pair, rtol=F32_VALUE_RTOL, name=f"sum {bm}x{bn}")
+        assert_close(ops.kernel_sum_self(x, GAMMA), self_sum, rtol=F32_VALUE_RTOL, name=f"self-sum {bm}x{bn}")
+    for bm, bn in _tile_shapes(tk, "grad"):
+        name = "fused grad, " + use(tk._fused_grad_kernel, bm, bn)
+        assert_close(ops.kernel_sum_grad(x, y, GAMMA), gx, rel_l2=F32_GRAD_REL_L2, atol=float("inf"), name=name)
+        assert_close(ops.kernel_sum_self_grad(x, GAMMA), gs, rel_l2=F32_GRAD_REL_L2, atol=float("inf"), name=name)
+    for bm, bn in _tile_shapes(tk, "weights"):
+        name = "large-D grad, " + use(tk._weights_kernel, bm, bn)
+        assert_close(ops.kernel_sum_grad(wide_x, wide_y, GAMMA), wide_gx, rel_l2=F32_GRAD_REL_L2, atol=float("inf"),
+                     name=name)
+        assert_close(ops.kernel_sum_self_grad(wide_x, GAMMA), wide_gs, rel_l2=F32_GRAD_REL_L2, atol=float("inf"),
+                     name=name)

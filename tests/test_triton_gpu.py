@@ -113,3 +113,12 @@ def test_million_points_latent_fwd_bwd_stays_under_2_gb():
     lcw_fast.cw_normality(z, backend="triton").backward()
     assert torch.isfinite(z.grad).all()
     assert torch.cuda.max_memory_allocated() - base < 2 * 2**30
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_tensors_on_a_device_other_than_the_current_one():
+    """Triton launches on the current device: the ops must make the tensors' device current."""
+    x, y = torch.randn(300, 12, device="cuda:1"), torch.randn(200, 12, device="cuda:1")
+    assert torch.cuda.current_device() == 0
+    check(x, y)
+    check(torch.randn(70, 784, device="cuda:1"), torch.randn(50, 784, device="cuda:1"))

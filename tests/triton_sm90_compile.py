@@ -4,8 +4,9 @@
 
 Each kernel goes through the full pipeline (TTIR -> TTGIR -> LLIR -> PTX -> cubin by ptxas) for every
 autotune config and the dtypes and precisions it is launched with; prints one line per variant
-with the registers and spill bytes of its cubin. Run by tests/test_triton.py in a subprocess, since the
-kernels must not be in interpreter mode here.
+with the registers and spill bytes of its cubin. A float64 variant fails if its PTX holds an approximate
+float64 instruction (e.g. rsqrt.approx.f64, what tl.rsqrt gives float64): float64 must stay exact.
+Run by tests/test_triton.py in a subprocess, since the kernels must not be in interpreter mode here.
 """
 import os
 import re
@@ -78,9 +79,9 @@ def resource_usage(cubin: bytes) -> str:
 
 
 def quick_variants():
-    """Self-sum and fused self-gradient in float32 default mode, and the bf16 large-D weights."""
+    """Self-sum and fused self-gradient in float32 default mode, the bf16 large-D weights, the float64 sum."""
     wanted = {("sum", "fp32", "tf32x3", True), ("fused_grad D<=64", "fp32", "tf32x3", True),
-              ("weights", "bf16", "tf32x3", False)}
+              ("weights", "bf16", "tf32x3", False), ("sum", "fp64", "ieee", False)}
     return [v for v in variants() if (v[0], v[2], v[4]["PRECISION"], v[4]["SELF"]) in wanted]
 
 
@@ -102,6 +103,11 @@ def main():
                 failures += first
                 print(f"{'FAIL' if first else 'over'} {name}: needs {shared} bytes of shared memory, "
                       f"an H100 block has {H100_SHARED_BYTES}")
+                continue
+            approx = sorted(set(re.findall(r"\b[a-z]+\.approx[.a-z]*\.f64\b", compiled.asm["ptx"])))
+            if dtype == "fp64" and approx:
+                failures += 1
+                print(f"FAIL {name}: approximate float64 instructions {approx}")
                 continue
             print(f"ok   {name}: {resource_usage(compiled.asm['cubin'])}, {shared} bytes of shared memory")
         except Exception as exc:  # report every failing variant, then fail

@@ -16,10 +16,11 @@ inline unsigned grid_for(int64_t count) {
 __device__ __forceinline__ float rsqrt_t(float v) { return rsqrtf(v); }
 __device__ __forceinline__ double rsqrt_t(double v) { return rsqrt(v); }
 
-// k(d) = (gamma + d / c)^(-1/2).
+// k(d) = (gamma + d / c)^(-1/2). A distance of Inf comes from an Inf coordinate (or overflow) and
+// gives NaN (inf - inf), not k = 0: non-finite inputs must turn sums and gradients into NaN.
 template <typename T>
 __device__ __forceinline__ T cw_k(T d, T gamma, T inv_c) {
-  return rsqrt_t(gamma + d * inv_c);
+  return isinf(d) ? d - d : rsqrt_t(gamma + d * inv_c);
 }
 
 // w(d) = k'(d) = -k^3 / (2c).
