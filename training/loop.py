@@ -101,7 +101,7 @@ def fit(stage: Stage, batches: Callable[[int], Iterator[torch.Tensor]], cfg: Loo
         step += 1
         speed = len(x) / (time.perf_counter() - start)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4g}", img_s=f"{speed:.0f}")
+        bar.set_postfix(loss=f"{loss.item():.4g}", img_s=f"{speed:.0f}", refresh=False)
         if step % cfg.log_every == 0:
             run.log({"step": step, "loss": loss.item(), "images_per_s": speed})
         if step % cfg.eval_every == 0 or step == cfg.steps:
