@@ -7,11 +7,14 @@ import argparse
 import dataclasses
 import sys
 import typing
+from typing import Optional
 
 
 def parser_for(cls, prog: str, description: str, positional: tuple = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    for f in dataclasses.fields(cls):
+    shared = {f.name for f in dataclasses.fields(RunOptions)}
+    fields = dataclasses.fields(cls)
+    for f in [f for f in fields if f.name not in shared] + [f for f in fields if f.name in shared]:
         name = f.name if f.name in positional else "--" + f.name.replace("_", "-")
         shown = "" if f.default is None or f.name in positional else f" (default: {f.default})"
         kwargs = {"help": f.metadata["help"] + shown}
@@ -60,3 +63,17 @@ def restore(cls, stored: dict, **overrides):
     """The config `cls` saved in a run's config.json (extra keys ignored), with `overrides` applied."""
     names = {f.name for f in dataclasses.fields(cls)}
     return dataclasses.replace(cls(**{k: v for k, v in stored.items() if k in names}), **overrides)
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """Flags every training command shares: where it runs, how it checkpoints and resumes."""
+    device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    amp: bool = field(False, "bf16 autocast (CUDA only)")
+    threads: Optional[int] = field(None, "CPU threads of PyTorch (default: PyTorch's choice; 1 is fastest for the "
+                                         "small MLPs, especially on a busy machine)")
+    resume: bool = field(False, "continue the run in --out from its last.pt (its config.json wins; --epochs may extend)")
+    eval_every: int = field(100, "steps between validations on the held-out set (and best.pt)")
+    ckpt_every: int = field(100, "steps between last.pt checkpoints")
+    workers: int = field(2, "DataLoader workers for data sets that stream from disk")
+    progress: bool = field(True, "show a tqdm progress bar")

@@ -17,7 +17,7 @@ import lcw_fast
 
 from . import data as datasets
 from . import defaults, plots
-from .cli import config_from_args, fail, field, restore
+from .cli import RunOptions, config_from_args, fail, field, restore
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
 from .loop import LoopConfig, NonFiniteLoss, Stage, fit
 from .models import LatentGenerator
@@ -27,7 +27,7 @@ from .train import AutoencoderConfig, load_autoencoder, load_data, parse_gamma, 
 
 
 @dataclass
-class LatentConfig:
+class LatentConfig(RunOptions):
     ae: Optional[str] = field(None, "the stage-1 run folder (from python -m training.train); required")
     out: Optional[str] = field(None, "run folder (default: <ae>/latent)")
     checkpoint: str = field("last", "which stage-1 checkpoint to encode with", choices=("last", "best"))
@@ -38,15 +38,6 @@ class LatentConfig:
     gamma: str = field("auto", "latent bandwidth: auto = Silverman (1.06 sigma n^-1/5)^2 from the std of the "
                                "encoded training images and the batch size; silverman = per batch; or a number")
     seed: int = field(0, "seed of LG's initialisation, the noise and the data order")
-    device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
-    amp: bool = field(False, "bf16 autocast (CUDA only)")
-    threads: Optional[int] = field(None, "CPU threads of PyTorch (default: PyTorch's choice; 1 is fastest for the "
-                                         "small MLPs, especially on a busy machine)")
-    resume: bool = field(False, "continue the run in --out from its last.pt (its config.json wins; --epochs may extend)")
-    eval_every: int = field(100, "steps between validations on the held-out encodings (and best.pt)")
-    ckpt_every: int = field(100, "steps between last.pt checkpoints")
-    workers: int = field(2, "DataLoader workers for data sets that stream from disk")
-    progress: bool = field(True, "show a tqdm progress bar")
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ import lcw_fast
 
 from . import data as datasets
 from . import defaults, plots
-from .cli import config_from_args, fail, field, restore
+from .cli import RunOptions, config_from_args, fail, field, restore
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
 from .loop import LoopConfig, NonFiniteLoss, Stage, fit
 from .models import Autoencoder
@@ -22,7 +22,7 @@ from .runs import Run
 
 
 @dataclass
-class AutoencoderConfig:
+class AutoencoderConfig(RunOptions):
     data: str = field("mnist5k", "data set: mnist5k (offline, bundled), mnist, fmnist, celeba or folder:PATH")
     objective: str = field("cw2", "stage-1 objective", choices=STAGE1)
     out: Optional[str] = field(None, "run folder (default: runs/<data>-<objective>)")
@@ -35,15 +35,6 @@ class AutoencoderConfig:
     gamma: str = field("auto", "image-space bandwidth of cw2: auto = Silverman (1.06 sigma n^-1/5)^2 from the "
                                "training pixels' std and the batch size; silverman = per batch; or a number")
     seed: int = field(0, "seed of initialisation and data order (the mnist5k split is fixed)")
-    device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
-    amp: bool = field(False, "bf16 autocast (CUDA only)")
-    threads: Optional[int] = field(None, "CPU threads of PyTorch (default: PyTorch's choice; 1 is fastest for the "
-                                         "small MLPs, especially on a busy machine)")
-    resume: bool = field(False, "continue the run in --out from its last.pt (its config.json wins; --epochs may extend)")
-    eval_every: int = field(100, "steps between validations on the held-out images (and best.pt)")
-    ckpt_every: int = field(100, "steps between last.pt checkpoints")
-    workers: int = field(2, "DataLoader workers for data sets that stream from disk")
-    progress: bool = field(True, "show a tqdm progress bar")
 
 
 def pick_device(name: str, threads: Optional[int] = None) -> torch.device:
