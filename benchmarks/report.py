@@ -155,7 +155,7 @@ def summary_markdown(runs: Sequence[dict], headline_dims: Sequence[int], headlin
             "|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         m, c = run["meta"], run["meta"]["ceilings"]
-        commit = m["git_commit"][:12] + (" (dirty)" if m.get("git_dirty") else "")
+        commit = m["git_commit"] + (" (dirty)" if m.get("git_dirty") else "")
         out.append(f"| {run['file']} | {', '.join(m['settings']['suites'])} | {m['device']} | {m['torch']} | "
                    f"{m['triton'] or 'n/a'} | {m['cuda'] or 'n/a'} | {commit} | {m['started']} | "
                    f"{_fmt(c['fp32_tflops'])} / {_fmt(c['tf32_tflops'])} / {_fmt(c['bf16_tflops'])} | "

@@ -115,7 +115,8 @@ def _cpu_model() -> str:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{_cpu_model()} (CPU, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{_cpu_model()} (CPU, {threads} thread{'' if threads == 1 else 's'})"
 
 
 def slug(name: str) -> str:
@@ -124,7 +125,10 @@ def slug(name: str) -> str:
 
 
 def git_commit() -> tuple:
-    """(commit, dirty) of the checkout; LCW_FAST_GIT_COMMIT where there is no git metadata (device copies)."""
+    """(commit, dirty) of the checkout, or (LCW_FAST_GIT_COMMIT, None) when that is set: device
+    copies of the tree have no git metadata, so the caller names the commit."""
+    if os.environ.get("LCW_FAST_GIT_COMMIT"):
+        return os.environ["LCW_FAST_GIT_COMMIT"], None
     try:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, check=True).stdout.strip()
@@ -132,7 +136,7 @@ def git_commit() -> tuple:
                                 capture_output=True, text=True, check=True).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("LCW_FAST_GIT_COMMIT", "unknown"), None
+        return "unknown", None
 
 
 def _triton_version() -> Optional[str]:
