@@ -56,11 +56,12 @@ def load_runs(out: Path) -> List[dict]:
 
 
 def merged_rows(runs: Sequence[dict]) -> List[dict]:
-    """All rows of all runs, a later run replacing an earlier one's row for the same cell."""
+    """All rows of all runs (each with its run's device_type), a later run replacing an earlier
+    one's row for the same cell."""
     cells = {}
     for run in runs:
         for row in run["rows"]:
-            cells[tuple(row[k] for k in _KEY)] = row
+            cells[tuple(row[k] for k in _KEY)] = {**row, "device_type": run["meta"].get("device_type")}
     return list(cells.values())
 
 
@@ -92,6 +93,8 @@ def largest_n(rows_by_n: Dict[int, dict]) -> Tuple[Optional[int], str]:
     first = rows_by_n[above[0]]
     if first["status"] == "OOM":
         return best, f"OOM at n = {above[0]}"
+    if first["status"] == "skipped":
+        return best, f"n = {above[0]} not run: {first['reason']}"
     return best, f"{first['status']} at n = {above[0]}: {first['reason']}"
 
 
@@ -101,23 +104,33 @@ def _fmt_ms(ms: float) -> str:
     return f"{ms:.3g} ms" if ms >= 0.01 else f"{ms * 1000:.3g} us"
 
 
+def _fmt_bytes(b: float) -> str:
+    return f"{b / 2**30:.2f} GiB" if b >= 2**30 else f"{b / 2**20:.1f} MiB"
+
+
 def _cell(row: Optional[dict], ref: Optional[dict]) -> str:
-    if row is None:
+    if row is None or row["status"] == "skipped":
         return "—"
-    if row["status"] == "OOM":
-        return "OOM"
     if row["status"] != "ok":
         return row["status"]
     pct = 100 * row["roofline_fraction"]
-    text = f"{_fmt_ms(row['median_ms'])} · {pct:.1f} %" if pct >= 1 else f"{_fmt_ms(row['median_ms'])} · {pct:.2g} %"
-    if ref is not None and ref["status"] == "ok" and row["provider"] != ref["provider"]:
-        text += f" · {ref['median_ms'] / row['median_ms']:.1f}×"
+    text = f"{_fmt_ms(row['median_ms'])} · {pct:.3g} %"
+    speedup = _speedup(row, ref)
+    if speedup is not None:
+        text += f" · {speedup:.2g}×" if speedup < 10 else f" · {speedup:.0f}×"
     return text
 
 
+def _memory(row: Optional[dict]) -> str:
+    """GPU rows: peak allocated during the call; CPU rows: RSS growth (see benchmarks/timing.py)."""
+    if row is None:
+        return "—"
+    return _fmt_bytes(row["peak_mem_bytes"] if row.get("device_type") == "cuda" else row["extra_mem_bytes"])
+
+
 def _table(rows, workload, dim, ns) -> List[str]:
-    lines = [f"| provider | {' | '.join(f'n = {n}' for n in ns)} | largest n | stopped by |",
-             "|---" * (len(ns) + 3) + "|"]
+    lines = [f"| provider | {' | '.join(f'n = {n}' for n in ns)} | largest n | memory there | stopped by |",
+             "|---" * (len(ns) + 4) + "|"]
     ref = _pass_rows(rows, workload, dim, "reference")
     for provider in _providers(r for r in rows if r["workload"] == workload and r["D"] == dim):
         by_n = _pass_rows(rows, workload, dim, provider)
@@ -125,7 +138,8 @@ def _table(rows, workload, dim, ns) -> List[str]:
             continue  # never ran at this D (unavailable, or cut by the time budget)
         best, stop = largest_n(by_n)
         cells = " | ".join(_cell(by_n.get(n), ref.get(n)) for n in ns)
-        lines.append(f"| {provider} | {cells} | {best if best is not None else '—'} | {stop} |")
+        lines.append(f"| {provider} | {cells} | {best if best is not None else '—'} | "
+                     f"{_memory(by_n.get(best))} | {stop} |")
     return lines
 
 
@@ -141,7 +155,8 @@ def summary_markdown(runs: Sequence[dict], headline_dims: Sequence[int], headlin
            "(benchmarks/roofline.py: FLOPs and bytes of the call against the matmul ceiling of the "
            "row's precision and the copy bandwidth, both measured in the same run) · speedup over "
            "`reference` at the same n. \"—\": not in the grid or not run; \"largest n\": the largest "
-           f"n whose {SUMMARY_PASS} completed.", ""]
+           f"n whose {SUMMARY_PASS} completed, and the memory of that call (GPU: peak allocated, "
+           "inputs included; CPU: growth of the resident set).", ""]
     out.append("## Headline")
     for workload, dim in _panels(rows):
         if dim in headline_dims:

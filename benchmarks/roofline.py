@@ -91,7 +91,7 @@ def _matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats:
         t = measure(lambda: torch.matmul(a, b, out=out), device, repeats=repeats, warmup=2)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved
-    return 2 * size**3 / (t.stats["median_ms"] * 1e-3) / 1e12
+    return 2 * size**3 / (t.stats["min_ms"] * 1e-3) / 1e12
 
 
 def _copy_gbps(device: torch.device, nbytes: int, repeats: int) -> float:
@@ -99,13 +99,16 @@ def _copy_gbps(device: torch.device, nbytes: int, repeats: int) -> float:
     src = torch.empty(nbytes // 4, device=device, dtype=torch.float32).fill_(1.0)
     dst = torch.empty_like(src)
     t = measure(lambda: dst.copy_(src), device, repeats=repeats, warmup=2)
-    return 2 * nbytes / (t.stats["median_ms"] * 1e-3) / 1e9
+    return 2 * nbytes / (t.stats["min_ms"] * 1e-3) / 1e9
 
 
 def measure_ceilings(device: torch.device, repeats: int = 10, size: Optional[int] = None,
                      copy_bytes: Optional[int] = None) -> dict:
     """torch.matmul TFLOP/s in fp32 (TF32 off), tf32 (GPU only) and bf16 of (size, size) matrices,
-    and the copy GB/s of copy_bytes, on `device` now (sizes default per device type)."""
+    and the copy GB/s of copy_bytes, on `device` now (sizes default per device type).
+
+    Each is the best of the repeats: a ceiling is the most the device was seen to do.
+    """
     size = size or MATMUL_SIZE[device.type]
     copy_bytes = copy_bytes or COPY_BYTES[device.type]
     tf32 = device.type == "cuda"  # TF32 is a tensor-core format: CPUs have none

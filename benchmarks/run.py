@@ -64,12 +64,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--dims", type=_csv(int), default=None,
                    help="comma-separated D values: keep only these D of the grid")
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed calls per pass (fewer where --cell-seconds says so); default 10 on CUDA, 3 on CPU")
+                   help="timed calls per pass (fewer where --cell-seconds stops them); default 10 on CUDA, 3 on CPU")
     p.add_argument("--warmup", type=int, default=1,
                    help="untimed calls before the timed ones (they include compilation and autotuning)")
     p.add_argument("--cell-seconds", type=float, default=None,
-                   help="cap on the time of the timed calls of one pass: repeats are reduced (to >= 1) when "
-                        "the warm-up call shows they would take longer; default 10 on CUDA, 3 on CPU")
+                   help="cap on the time of the timed calls of one pass: no further repeat starts once the "
+                        "timed calls took this long (at least one is timed); default 10 on CUDA, 3 on CPU")
     p.add_argument("--max-call-seconds", type=float, default=None,
                    help="skip a provider's larger n once its predicted call time (last time x (n'/n)^2) "
                         "exceeds this; default 30 on CUDA, 5 on CPU")
@@ -238,7 +238,7 @@ class Sweep:
         n0, seconds = last
         predicted = seconds * (n / n0) ** 2
         if predicted > self.max_call_seconds:
-            return f"predicted {predicted:.3g} s per call > --max-call-seconds {self.max_call_seconds:g}"
+            return f"time cap: predicted {predicted:.3g} s per call > {self.max_call_seconds:g} s (--max-call-seconds)"
         return None
 
     @staticmethod

@@ -115,10 +115,10 @@ def _time_call(fn: Callable[[], object], device: torch.device) -> float:
 
 def measure(fn: Callable[[], object], device: torch.device, *, repeats: int, warmup: int = 1,
             cell_seconds: Optional[float] = None) -> Measurement:
-    """Runs `warmup` untimed calls, then up to `repeats` timed ones.
+    """Runs `warmup` untimed calls (compilation, autotuning), then up to `repeats` timed ones.
 
-    cell_seconds: when the last warm-up call shows that `repeats` calls would take longer than this,
-    the repeats are reduced (to at least one), so very large sizes cost a bounded time.
+    cell_seconds: the timed calls stop early once together they took this long (at least one is
+    timed), so very large sizes cost a bounded time.
     Out-of-memory errors propagate (see `is_oom`); the caller records them.
     """
     if repeats < 1:
@@ -132,13 +132,13 @@ def measure(fn: Callable[[], object], device: torch.device, *, repeats: int, war
             fn()
             _sync(device)
             warm.append((time.perf_counter() - t0) * 1e3)
-        if warm and cell_seconds is not None:
-            repeats = max(1, min(repeats, int(cell_seconds * 1e3 / max(warm[-1], 1e-3))))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             before = torch.cuda.memory_allocated(device)
             torch.cuda.reset_peak_memory_stats(device)
-        times = [_time_call(fn, device) for _ in range(repeats)]
+        times = []
+        while len(times) < repeats and (cell_seconds is None or sum(times) < cell_seconds * 1e3):
+            times.append(_time_call(fn, device))
     finally:
         if sampler is not None:
             sampler.stop()
