@@ -14,7 +14,8 @@
 #            (pure Python; the device has no network). Name .whl in the run's `carry` to get KeOps.
 #
 # Environment:
-#   BENCH_BUDGET_S       seconds per sweep stage (default 420: a stage fits one 10-minute device command)
+#   BENCH_BUDGET_S       seconds per sweep stage (default 400: with start-up and the ceilings, a stage
+#                        fits one 10-minute device command)
 #   BENCH_ARGS           extra arguments for benchmarks.run, e.g. "--providers reference,triton*,cuda*"
 #   LCW_FAST_GIT_COMMIT  the commit to record (the device copy has no .git); pass `git rev-parse HEAD`
 #   OUT                  the device tool's return folder (set there); logs and the results archive go to it
@@ -56,7 +57,7 @@ sweep() {
   slug=$("$PYTHON" -c "from benchmarks.run import device_name, slug, pick_device; print(slug(device_name(pick_device('auto'))))")
   local rc=0
   # shellcheck disable=SC2086  # BENCH_ARGS is a list of words
-  "$PYTHON" -m benchmarks.run --suite "$1" --time-budget "${BENCH_BUDGET_S:-420}" ${BENCH_ARGS:-} 2>&1 \
+  "$PYTHON" -m benchmarks.run --suite "$1" --time-budget "${BENCH_BUDGET_S:-400}" ${BENCH_ARGS:-} 2>&1 \
     | log "sweep-$1.log" || rc=$?
   if [ -n "$OUT" ] && [ -d "benchmarks/results/$slug" ]; then  # what was written comes back, even after a failure
     tar czf "$OUT/results-$slug.tgz" -C benchmarks/results "$slug"

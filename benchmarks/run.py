@@ -210,7 +210,8 @@ class Sweep:
                 last = {}  # provider name -> (n, slowest median seconds of its passes)
                 for n in suite.ns:
                     for p in providers:
-                        reason = stop.get(p.name) or self._budget_reason() or self._cap_reason(last.get(p.name), n)
+                        predicted = self._predicted_call_seconds(last.get(p.name), n)
+                        reason = stop.get(p.name) or self._budget_reason(predicted) or self._cap_reason(predicted)
                         if reason:
                             stop[p.name] = reason
                             rows += [_row(p, suite, n, dim, x, "skipped", reason) for x in self.passes]
@@ -226,17 +227,23 @@ class Sweep:
                             last[p.name] = (n, max(r["median_ms"] for r in got) / 1e3)
         return rows
 
-    def _budget_reason(self) -> Optional[str]:
-        if time.monotonic() > self.deadline:
+    @staticmethod
+    def _predicted_call_seconds(last, n: int) -> float:
+        """The slowest pass at the provider's last measured n, scaled by (n / n_last)^2 (0 if none)."""
+        if last is None:
+            return 0.0
+        n0, seconds = last
+        return seconds * (n / n0) ** 2
+
+    def _budget_reason(self, predicted: float) -> Optional[str]:
+        """Skip once the budget is spent, or when the cell (warm-up and at least one timed call per
+        pass) would not end inside it."""
+        if time.monotonic() + predicted * (self.warmup + 1) * len(self.passes) > self.deadline:
             self.budget_hit = True
-            return f"time budget of {self.time_budget:g} s used up"
+            return f"time budget of {self.time_budget:g} s (--time-budget) spent or too short for this size"
         return None
 
-    def _cap_reason(self, last, n: int) -> Optional[str]:
-        if last is None:
-            return None
-        n0, seconds = last
-        predicted = seconds * (n / n0) ** 2
+    def _cap_reason(self, predicted: float) -> Optional[str]:
         if predicted > self.max_call_seconds:
             return f"time cap: predicted {predicted:.3g} s per call > {self.max_call_seconds:g} s (--max-call-seconds)"
         return None

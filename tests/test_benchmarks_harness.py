@@ -84,11 +84,15 @@ def _meta():
             "triton": None, "cuda": None, "git_commit": "0" * 40, "started": "", "providers": {}}
 
 
-def test_predicted_call_time_over_the_cap_skips_larger_n():
+def test_predicted_call_time_over_the_cap_or_the_budget_skips_larger_n():
     suite = suites.Suite("latent", "normality", (8,), (16, 32))
     rows = _sweep(max_call_seconds=0.0).run([suite], [_fake("fits", oom_from_n=10**9)])
     assert [r["status"] for r in rows if r["n"] == 32] == ["skipped"] * 3
     assert rows[-1]["reason"].startswith("time cap: predicted")
+    sweep = _sweep(time_budget=1e-9)
+    rows = sweep.run([suite], [_fake("fits", oom_from_n=10**9)])
+    assert {r["status"] for r in rows} == {"skipped"} and sweep.budget_hit
+    assert rows[0]["reason"].startswith("time budget")
 
 
 def test_roofline_counts_by_hand():
