@@ -38,12 +38,25 @@ def _nvidia_wheel_includes():
     return sorted(set(dirs))
 
 
+def _cublas_link_args():
+    """Links libcublas from torch's nvidia wheel (found first), with an rpath to it; torch loads the
+    same soname at import, so the GPU machine's own wheel satisfies it. Falls back to -lcublas."""
+    for path in sys.path:
+        for lib_dir in sorted(glob.glob(os.path.join(path, "nvidia", "cu1*", "lib"))
+                              + glob.glob(os.path.join(path, "nvidia", "cublas", "lib"))):
+            libs = sorted(glob.glob(os.path.join(lib_dir, "libcublas.so.*")))
+            if libs:
+                return [f"-L{lib_dir}", f"-l:{os.path.basename(libs[0])}", f"-Wl,-rpath,{lib_dir}"]
+    return ["-lcublas"]
+
+
 def _extension():
     cuda_home = None if _env_flag("LCW_FAST_CPU_ONLY") else _find_cuda_home()
     from torch.utils import cpp_extension  # after CUDA_HOME is set
 
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
-    cxx_flags = ["-O3", "-fopenmp"]
+    # errno and FP traps off, so that GCC vectorises sqrt and division in the CPU kernels' loops
+    cxx_flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     link_flags = ["-fopenmp"]
     if cuda_home is None:
         print("lcw_fast: building the CPU kernels only", file=sys.stderr)
@@ -67,7 +80,7 @@ def _extension():
             "cxx": cxx_flags + ["-DLCW_FAST_WITH_CUDA"],
             "nvcc": ["-O3", "-lineinfo", "-DLCW_FAST_WITH_CUDA"],
         },
-        extra_link_args=link_flags,
+        extra_link_args=link_flags + _cublas_link_args(),
         py_limited_api=True,
     )
 

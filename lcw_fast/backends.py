@@ -66,13 +66,23 @@ def _reference_backend() -> Backend:
     return Backend("reference", self_sum, cross_sum, False)
 
 
+# Inclusive ranges of D where the C++/CUDA kernels measured faster than Triton (fwd+bwd, H100).
+# Unmeasured until the GPU benchmark run fills it in: until then "auto" keeps Triton on CUDA.
+CUDA_FASTER_DIMS: tuple = ()
+
+
+def _cuda_measured_faster(dim: int) -> bool:
+    return any(lo <= dim <= hi for lo, hi in CUDA_FASTER_DIMS)
+
+
 def _auto_name(device: torch.device, dim: int) -> str:
     if device.type == "cpu":
         return "cpu" if ops.has_extension() else "reference"
     if device.type == "cuda":
-        if has_triton():
+        cuda = ops.has_cuda_kernels()
+        if has_triton() and not (cuda and _cuda_measured_faster(dim)):
             return "triton"
-        return "cuda" if ops.has_cuda_kernels() else "reference"
+        return "cuda" if cuda else "reference"
     return "reference"
 
 

@@ -1,0 +1,378 @@
+// Fused CPU kernels of the four lcw_fast ops (semantics in csrc/lcw_fast.cpp).
+//
+// The pairs are visited in kTile x kTile tiles; a tile's squared distances live in fixed
+// per-thread scratch and never as an n x m matrix. Extra memory: O((n + m) D) (a transposed copy
+// or the row norms, and the float64 gradient accumulators) plus O(kTile D) per thread.
+//
+// Distances: for D <= kDirectMaxDim (10) straight from differences (exact, vectorised over the tile's
+// columns); above it from a Gram tile, |x|^2 + |y|^2 - 2 x.y, with the tile product done by
+// ATen's CPU matmul (single-threaded inside our parallel region). The Gram form loses float32
+// accuracy for points far from the origin; lcw_fast.distance centres the samples first.
+// Backward: with w = k'(d), d/dx_i sum_j k(|x_i - y_j|^2) = 2 (sum_j w_ij x_i - sum_j w_ij y_j),
+// so a tile needs the row sums of w and the tile product W . Y_J.
+// Self-sums visit only the tiles I <= J (off-diagonal ones count twice); their gradient updates
+// rows I with W . X_J and rows J with W^T . X_I, one round-robin round of tile groups at a time
+// (round_robin.h), so no two threads write the same rows.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/mm_cpu_dispatch.h>
+#include <torch/library.h>
+
+#include <functional>
+#include <limits>
+#include <vector>
+
+#include "round_robin.h"
+#include "tile_loops.h"
+
+namespace lcw_fast::cpu {
+namespace {
+
+// Above this dimension the Gram tile through a BLAS matmul beats the direct difference loop
+// (measured on AVX-512: direct is faster for D <= 10, the Gram path from D = 12 up).
+constexpr int64_t kDirectMaxDim = 10;
+
+struct Span {
+  int64_t begin, size;
+};
+
+int64_t num_tiles(int64_t n) { return (n + kTile - 1) / kTile; }
+
+Span tile(int64_t t, int64_t n) {
+  const int64_t begin = t * kTile;
+  return {begin, std::min(kTile, n - begin)};
+}
+
+// A (rows x cols) view of raw memory for ATen's matmul. from_blob views carry no autograd or
+// inference-mode state, so they are safe to build on the worker threads.
+template <typename T>
+at::Tensor view(const T* data, int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride) {
+  return at::from_blob(const_cast<T*>(data), {rows, cols}, {row_stride, col_stride},
+                       at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+}
+
+void matmul(at::Tensor out, const at::Tensor& a, const at::Tensor& b) {
+  at::cpu::mm_out(out, a, b);
+}
+
+// One (n, D) sample as the tile loops need it: contiguous rows, plus a transposed copy (direct
+// path) or the squared row norms (Gram path).
+template <typename T>
+struct Sample {
+  explicit Sample(const at::Tensor& t)
+      : rows_tensor(t.contiguous()), n(t.size(0)), dim(t.size(1)), direct(dim <= kDirectMaxDim) {
+    rows = rows_tensor.const_data_ptr<T>();
+    if (direct) {
+      aux_tensor = rows_tensor.t().contiguous();
+    } else {
+      aux_tensor = at::empty({n}, rows_tensor.options());
+      T* norms = aux_tensor.mutable_data_ptr<T>();
+      at::parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          double s = 0.0;
+          for (int64_t k = 0; k < dim; ++k) s += double(row(i)[k]) * double(row(i)[k]);
+          norms[i] = T(s);
+        }
+      });
+    }
+    aux = aux_tensor.const_data_ptr<T>();
+  }
+
+  const T* row(int64_t i) const { return rows + i * dim; }
+
+  // False if any entry is NaN or +-Inf (x * 0 is NaN exactly for those).
+  bool finite() const {
+    const double probe = at::parallel_reduce(
+        0, n * dim, 1 << 16, 0.0,
+        [&](int64_t begin, int64_t end, double acc) {
+          T s = 0;
+#pragma omp simd reduction(+ : s)
+          for (int64_t i = begin; i < end; ++i) s += rows[i] * T(0);
+          return acc + s;
+        },
+        std::plus<double>());
+    return probe == 0.0;
+  }
+
+  at::Tensor rows_tensor, aux_tensor;
+  const T* rows = nullptr;
+  const T* aux = nullptr;  // direct: D x n transposed rows; Gram: n squared norms
+  int64_t n, dim;
+  bool direct;
+};
+
+// Per-thread scratch: the distance / derivative tile and the two tile products (kTile x D each).
+template <typename T>
+struct Scratch {
+  explicit Scratch(int64_t dim) : tile(kTile * kTile), rows(kTile * dim), cols(dim * kTile) {}
+  std::vector<T> tile, rows, cols;
+};
+
+// d (i.size x j.size) = squared distances between the tiles i of x and j of y.
+template <typename T>
+void sq_dists(const Sample<T>& x, Span i, const Sample<T>& y, Span j, bool diagonal, T* d) {
+  if (x.direct) {
+    direct_sq_dists(x.row(i.begin), i.size, y.aux + j.begin, y.n, j.size, x.dim, d);
+    return;
+  }
+  matmul(view(d, i.size, j.size, j.size, 1), view(x.row(i.begin), i.size, x.dim, x.dim, 1),
+         view(y.row(j.begin), x.dim, j.size, 1, x.dim));
+  gram_to_sq_dists(x.aux + i.begin, y.aux + j.begin, i.size, j.size, diagonal, d);
+}
+
+// acc (i.size x D, float64) += W . Y_j
+template <typename T>
+void add_row_products(const T* w, Span i, const Sample<T>& y, Span j, Scratch<T>& s, double* acc) {
+  if (y.direct) {
+    direct_row_products(w, i.size, j.size, y.aux + j.begin, y.n, y.dim, s.rows.data());
+  } else {
+    matmul(view(s.rows.data(), i.size, y.dim, y.dim, 1), view(w, i.size, j.size, j.size, 1),
+           view(y.row(j.begin), j.size, y.dim, y.dim, 1));
+  }
+  add_rows(s.rows.data(), i.size, y.dim, acc);
+}
+
+// acc (j.size x D, float64) += W^T . X_i
+template <typename T>
+void add_col_products(const T* w, const Sample<T>& x, Span i, Span j, Scratch<T>& s, double* acc) {
+  if (x.direct) {  // the direct loop yields the product transposed, D x j.size
+    direct_col_products(w, i.size, j.size, x.row(i.begin), x.dim, s.cols.data());
+    add_rows_transposed(s.cols.data(), j.size, x.dim, acc);
+    return;
+  }
+  matmul(view(s.cols.data(), j.size, x.dim, x.dim, 1), view(w, j.size, i.size, 1, j.size),
+         view(x.row(i.begin), i.size, x.dim, x.dim, 1));
+  add_rows(s.cols.data(), j.size, x.dim, acc);
+}
+
+// g_a = factor * (sums_a x_a - acc_a) for `count` rows from `begin`; sums and acc start at row begin.
+template <typename T>
+void write_grad(const Sample<T>& x, int64_t begin, int64_t count, const double* sums, const double* acc,
+                double factor, T* grad) {
+  for (int64_t a = 0; a < count; ++a) {
+    const T* xa = x.row(begin + a);
+    T* ga = grad + (begin + a) * x.dim;
+    const double* acc_a = acc + a * x.dim;
+    for (int64_t k = 0; k < x.dim; ++k) ga[k] = T(factor * (sums[a] * double(xa[k]) - acc_a[k]));
+  }
+}
+
+template <typename T>
+double cross_sum(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
+  const int64_t ty = num_tiles(y.n);
+  return at::parallel_reduce(
+      0, num_tiles(x.n) * ty, 1, 0.0,
+      [&](int64_t begin, int64_t end, double acc) {
+        Scratch<T> s(x.dim);
+        for (int64_t p = begin; p < end; ++p) {
+          const Span i = tile(p / ty, x.n), j = tile(p % ty, y.n);
+          sq_dists(x, i, y, j, false, s.tile.data());
+          acc += tile_kernel_sum(s.tile.data(), i.size, j.size, kernel);
+        }
+        return acc;
+      },
+      std::plus<double>());
+}
+
+template <typename T>
+double self_sum(const Sample<T>& x, Kernel<T> kernel) {
+  const int64_t tiles = num_tiles(x.n);
+  const RoundRobin schedule(tiles);
+  const int64_t pairs = schedule.rounds() * schedule.slots();
+  // Work items: the diagonal tiles, then every (round, slot) of the schedule.
+  return at::parallel_reduce(
+      0, tiles + pairs, 1, 0.0,
+      [&](int64_t begin, int64_t end, double acc) {
+        Scratch<T> s(x.dim);
+        for (int64_t p = begin; p < end; ++p) {
+          int64_t first = p, second = p;
+          const int64_t q = p - tiles;
+          if (q >= 0 && !schedule.pair(q / schedule.slots(), q % schedule.slots(), first, second)) continue;
+          const Span i = tile(first, x.n), j = tile(second, x.n);
+          sq_dists(x, i, x, j, first == second, s.tile.data());
+          acc += (first == second ? 1.0 : 2.0) * tile_kernel_sum(s.tile.data(), i.size, j.size, kernel);
+        }
+        return acc;
+      },
+      std::plus<double>());
+}
+
+template <typename T>
+at::Tensor cross_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
+  at::Tensor grad = at::empty({x.n, x.dim}, x.rows_tensor.options());
+  T* g = grad.mutable_data_ptr<T>();
+  const int64_t ty = num_tiles(y.n);
+  at::parallel_for(0, num_tiles(x.n), 1, [&](int64_t begin, int64_t end) {
+    Scratch<T> s(x.dim);
+    std::vector<double> sums(kTile), acc(kTile * x.dim);
+    for (int64_t t = begin; t < end; ++t) {
+      const Span i = tile(t, x.n);
+      std::fill(sums.begin(), sums.end(), 0.0);
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t u = 0; u < ty; ++u) {
+        const Span j = tile(u, y.n);
+        T* w = s.tile.data();
+        sq_dists(x, i, y, j, false, w);
+        tile_derivative(w, i.size, j.size, false, kernel, sums.data());
+        add_row_products(w, i, y, j, s, acc.data());
+      }
+      write_grad(x, i.begin, i.size, sums.data(), acc.data(), 2.0, g);
+    }
+  });
+  return grad;
+}
+
+// Adds the pairs of tiles (i, j) of x to the self-gradient accumulators: rows of i, and for i != j
+// also the rows of j (the pair's transposed half).
+template <typename T>
+void accumulate_self_pair(const Sample<T>& x, int64_t first, int64_t second, Kernel<T> kernel, Scratch<T>& s,
+                          double* sums, double* acc) {
+  const Span i = tile(first, x.n), j = tile(second, x.n);
+  T* w = s.tile.data();
+  const bool diagonal = first == second;
+  sq_dists(x, i, x, j, diagonal, w);
+  tile_derivative(w, i.size, j.size, diagonal, kernel, sums + i.begin);
+  add_row_products(w, i, x, j, s, acc + i.begin * x.dim);
+  if (!diagonal) {
+    add_column_sums(w, i.size, j.size, sums + j.begin);
+    add_col_products(w, x, i, j, s, acc + j.begin * x.dim);
+  }
+}
+
+template <typename T>
+at::Tensor self_grad(const Sample<T>& x, Kernel<T> kernel) {
+  const int64_t dim = x.dim, tiles = num_tiles(x.n);
+  std::vector<double> sums(x.n, 0.0), acc(x.n * dim, 0.0);
+  // The round-robin runs over groups of consecutive tiles, two groups per thread, so that there
+  // are few rounds (each ends in a barrier, costly on a loaded machine) and every slot of a round
+  // carries the same work. Round -1 does the pairs inside each group.
+  const int64_t groups = std::min<int64_t>(tiles, 2 * at::get_num_threads());
+  auto group_begin = [&](int64_t g) { return g * tiles / groups; };
+  const RoundRobin schedule(groups);
+  for (int64_t round = -1; round < schedule.rounds(); ++round) {
+    at::parallel_for(0, round < 0 ? groups : schedule.slots(), 1, [&](int64_t begin, int64_t end) {
+      Scratch<T> s(dim);
+      for (int64_t slot = begin; slot < end; ++slot) {
+        int64_t a = slot, b = slot;
+        if (round >= 0 && !schedule.pair(round, slot, a, b)) continue;
+        for (int64_t first = group_begin(a); first < group_begin(a + 1); ++first) {
+          for (int64_t second = a == b ? first : group_begin(b); second < group_begin(b + 1); ++second) {
+            accumulate_self_pair(x, first, second, kernel, s, sums.data(), acc.data());
+          }
+        }
+      }
+    });
+  }
+  // Both ends of every pair move: d/dx_p sum_ij k(|x_i - x_j|^2) = 4 sum_j w_pj (x_p - x_j).
+  at::Tensor grad = at::empty({x.n, dim}, x.rows_tensor.options());
+  T* g = grad.mutable_data_ptr<T>();
+  at::parallel_for(0, x.n, 256, [&](int64_t begin, int64_t end) {
+    write_grad(x, begin, end - begin, sums.data() + begin, acc.data() + begin * dim, 4.0, g);
+  });
+  return grad;
+}
+
+// ---- op entry points ---------------------------------------------------------------------------
+
+void check_sample(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(t.device().is_cpu(), "lcw_fast::", op, ": ", name, " must be a CPU tensor, got ", t.device());
+  TORCH_CHECK(t.dim() == 2, "lcw_fast::", op, ": ", name, " must be 2-D of shape (n, D), got shape ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "lcw_fast::", op, ": ", name,
+              " must be float32 or float64 on the CPU, got ", t.scalar_type(),
+              " (convert half precision to float32 first, as lcw_fast.cw_distance does)");
+  TORCH_CHECK(t.size(1) >= 2, "lcw_fast::", op, ": ", name, " must have dimension D >= 2, got D = ", t.size(1));
+}
+
+void check_args(const char* op, double gamma, c10::string_view precision) {
+  TORCH_CHECK(std::isfinite(gamma) && gamma > 0.0, "lcw_fast::", op, ": gamma must be positive and finite, got ",
+              gamma);
+  TORCH_CHECK(precision == "default" || precision == "fast", "lcw_fast::", op,
+              ": precision must be 'default' or 'fast', got '", precision, "'");
+}
+
+void check_pair(const char* op, const at::Tensor& x, const at::Tensor& y) {
+  check_sample(op, "x", x);
+  check_sample(op, "y", y);
+  TORCH_CHECK(x.scalar_type() == y.scalar_type(), "lcw_fast::", op, ": x and y must have the same dtype, got ",
+              x.scalar_type(), " and ", y.scalar_type());
+  TORCH_CHECK(x.size(1) == y.size(1), "lcw_fast::", op, ": x and y must have the same dimension D, got ",
+              x.size(1), " and ", y.size(1));
+}
+
+template <typename T>
+Kernel<T> make_kernel(double gamma, int64_t dim) {
+  return {T(gamma), T(1.0 / double(2 * dim - 3))};
+}
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+at::Tensor float64_scalar(double value, const at::Tensor& like) {
+  at::Tensor out = at::empty({}, like.options().dtype(at::kDouble));
+  *out.mutable_data_ptr<double>() = value;
+  return out;
+}
+
+template <typename T>
+at::Tensor nan_grad(const Sample<T>& x) {
+  at::Tensor grad = at::empty({x.n, x.dim}, x.rows_tensor.options());
+  T* g = grad.mutable_data_ptr<T>();
+  std::fill(g, g + x.n * x.dim, std::numeric_limits<T>::quiet_NaN());
+  return grad;
+}
+
+at::Tensor kernel_sum(const at::Tensor& x, const at::Tensor& y, double gamma, c10::string_view precision) {
+  check_pair("kernel_sum", x, y);
+  check_args("kernel_sum", gamma, precision);
+  double total = 0.0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum", [&] {
+    const Sample<scalar_t> xs(x), ys(y);
+    total = xs.finite() && ys.finite() ? cross_sum(xs, ys, make_kernel<scalar_t>(gamma, xs.dim)) : kNaN;
+  });
+  return float64_scalar(total, x);
+}
+
+at::Tensor kernel_sum_self(const at::Tensor& x, double gamma, c10::string_view precision) {
+  check_sample("kernel_sum_self", "x", x);
+  check_args("kernel_sum_self", gamma, precision);
+  double total = 0.0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_self", [&] {
+    const Sample<scalar_t> xs(x);
+    total = xs.finite() ? self_sum(xs, make_kernel<scalar_t>(gamma, xs.dim)) : kNaN;
+  });
+  return float64_scalar(total, x);
+}
+
+at::Tensor kernel_sum_grad(const at::Tensor& x, const at::Tensor& y, double gamma, c10::string_view precision) {
+  check_pair("kernel_sum_grad", x, y);
+  check_args("kernel_sum_grad", gamma, precision);
+  at::Tensor grad;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_grad", [&] {
+    const Sample<scalar_t> xs(x), ys(y);
+    grad = xs.finite() && ys.finite() ? cross_grad(xs, ys, make_kernel<scalar_t>(gamma, xs.dim)) : nan_grad(xs);
+  });
+  return grad;
+}
+
+at::Tensor kernel_sum_self_grad(const at::Tensor& x, double gamma, c10::string_view precision) {
+  check_sample("kernel_sum_self_grad", "x", x);
+  check_args("kernel_sum_self_grad", gamma, precision);
+  at::Tensor grad;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_self_grad", [&] {
+    const Sample<scalar_t> xs(x);
+    grad = xs.finite() ? self_grad(xs, make_kernel<scalar_t>(gamma, xs.dim)) : nan_grad(xs);
+  });
+  return grad;
+}
+
+}  // namespace
+}  // namespace lcw_fast::cpu
+
+TORCH_LIBRARY_IMPL(lcw_fast, CPU, m) {
+  m.impl("kernel_sum", &lcw_fast::cpu::kernel_sum);
+  m.impl("kernel_sum_self", &lcw_fast::cpu::kernel_sum_self);
+  m.impl("kernel_sum_grad", &lcw_fast::cpu::kernel_sum_grad);
+  m.impl("kernel_sum_self_grad", &lcw_fast::cpu::kernel_sum_self_grad);
+}

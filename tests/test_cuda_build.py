@@ -1,0 +1,86 @@
+"""The CUDA kernels without a GPU: they were compiled, linked against cuBLAS, registered under the
+CUDA dispatch key, and CPU tensors never reach them (see test_cuda_gpu.py for their numbers)."""
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+import lcw_fast
+from lcw_fast import backends, ops
+
+OPS = ("kernel_sum", "kernel_sum_self", "kernel_sum_grad", "kernel_sum_self_grad")
+CUDA_BUILD_EXPECTED = (ops.has_extension() and os.environ.get("LCW_FAST_CPU_ONLY", "") != "1"
+                       and (shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc")))
+needs_cuda_build = pytest.mark.skipif(not CUDA_BUILD_EXPECTED,
+                                      reason="the extension is built without CUDA here (no nvcc or LCW_FAST_CPU_ONLY=1)")
+
+
+def _op_args(name, x):
+    return (x, x, 1.0, "default") if name in ("kernel_sum", "kernel_sum_grad") else (x, 1.0, "default")
+
+
+@needs_cuda_build
+def test_extension_has_cuda_kernels_for_every_op():
+    assert ops.has_cuda_kernels()
+    for name in OPS:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"lcw_fast::{name}", "CUDA"), name
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("name", OPS)
+def test_cuda_kernel_is_ours_and_rejects_cpu_tensors(name):
+    """Calling the CUDA kernel itself (redispatch to the CUDA key) reaches csrc/cuda's argument checks."""
+    op = getattr(torch.ops.lcw_fast, name).default
+    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
+    with pytest.raises(RuntimeError, match="x must be a CUDA tensor, got cpu"):
+        op.redispatch(keys, *_op_args(name, torch.randn(5, 3)))
+
+
+@pytest.mark.skipif(not ops.has_extension(), reason="the C++ extension is not built")
+@pytest.mark.parametrize("name", OPS)
+def test_cpu_tensors_dispatch_to_the_cpu_key(name):
+    """CPU tensors go to the CPU kernel where one is registered; otherwise the dispatcher says so."""
+    op = getattr(torch.ops.lcw_fast, name)
+    args = _op_args(name, torch.randn(5, 3, dtype=torch.float64))
+    if torch._C._dispatch_has_kernel_for_dispatch_key(f"lcw_fast::{name}", "CPU"):
+        out = op(*args)
+        assert out.device.type == "cpu" and torch.isfinite(out).all()
+    else:
+        with pytest.raises(NotImplementedError, match="'CPU' backend"):
+            op(*args)
+
+
+@needs_cuda_build
+def test_extension_links_cublas():
+    """_C needs cuBLAS symbols from libcublas, and importing it (RTLD_NOW) resolved them."""
+    so = ops._C.__file__
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm is not installed")
+    undefined = subprocess.run([nm, "-D", "--undefined-only", so], capture_output=True, text=True, check=True).stdout
+    assert "cublasGemmEx" in undefined
+    with open("/proc/self/maps") as maps:
+        assert "libcublas.so" in maps.read()
+
+
+def test_cuda_backend_needs_cuda_tensors():
+    x, y = torch.randn(8, 3), torch.randn(6, 3)
+    with pytest.raises(ValueError, match="backend='cuda' needs cuda tensors, got tensors on cpu"):
+        lcw_fast.cw_distance(x, y, gamma=1.0, backend="cuda")
+    with pytest.raises(ValueError, match="backend='cuda' needs cuda tensors, got tensors on cpu"):
+        lcw_fast.kernel_sum(x, gamma=1.0, backend="cuda")
+
+
+def test_auto_picks_cuda_only_where_it_measured_faster(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(ops, "has_cuda_kernels", lambda: True)
+    monkeypatch.setattr(backends, "has_triton", lambda: True)
+    monkeypatch.setattr(backends, "CUDA_FASTER_DIMS", ((2, 256),))
+    assert backends._auto_name(cuda, 64) == "cuda"
+    assert backends._auto_name(cuda, 784) == "triton"
+    monkeypatch.setattr(backends, "CUDA_FASTER_DIMS", ())
+    assert backends._auto_name(cuda, 64) == "triton"
+    monkeypatch.setattr(backends, "has_triton", lambda: False)
+    assert backends._auto_name(cuda, 784) == "cuda"

@@ -1,0 +1,226 @@
+"""The C++/CUDA kernels on a GPU (marked gpu: skipped where none is visible).
+
+The four lcw_fast ops against a float64 reference (computed in row chunks, so n = 65,537 fits) and
+against the Triton backend where it exists, over both CUDA paths (fused for D <= 256, cuBLAS Gram
+blocks above), odd and unequal sizes, non-contiguous and half-precision inputs, the "fast" TF32
+mode, NaN-poisoned buffers, a tiny scratch budget (many Gram blocks), side streams, and run-to-run
+bit reproducibility.
+"""
+import importlib.util
+import math
+
+import pytest
+import torch
+
+import lcw_fast
+from lcw_fast import reference
+from helpers import assert_close
+
+pytestmark = pytest.mark.gpu
+
+HAS_TRITON_OPS = importlib.util.find_spec("lcw_fast.triton_kernel_sum") is not None
+# (value relative error, gradient relative L2 error) allowed per input dtype; half-precision
+# gradients are returned in their own dtype, so their rounding (2^-11, 2^-8) dominates.
+TOL = {torch.float64: (1e-10, 1e-10), torch.float32: (1e-5, 1e-5), torch.float16: (1e-5, 2e-3),
+       torch.bfloat16: (1e-5, 1e-2)}
+SHAPES = [(1, 1, 2), (1, 5, 3), (65, 33, 2), (127, 200, 12), (300, 257, 64), (129, 65, 100), (97, 161, 256),
+          (65, 70, 257), (130, 61, 784), (33, 47, 12288)]
+GAMMA = 0.5
+
+
+def _sample(n, dim, dtype=torch.float32):
+    x = torch.randn(n, dim, device="cuda", dtype=torch.float64)
+    return (x - x.mean(0)).to(dtype) if n > 1 else x.to(dtype)
+
+
+def _rows(y):
+    """Row chunk for the reference: about 2^26 float64 pairs at a time."""
+    return max(1, 2**26 // y.shape[0])
+
+
+def ref_sum(x, y, gamma=GAMMA):
+    """sum_ij k(|x_i - y_j|^2) in float64."""
+    x, y = x.double(), y.double()
+    return sum(reference.kernel_sum(x[i:i + _rows(y)], y, gamma, exact=False) for i in range(0, len(x), _rows(y)))
+
+
+def ref_grad(x, y, gamma=GAMMA):
+    """d/dx sum_ij k(|x_i - y_j|^2) with y held fixed, in float64."""
+    y = y.double()
+    parts = []
+    for i in range(0, len(x), _rows(y)):
+        xi = x[i:i + _rows(y)].double().requires_grad_()
+        parts.append(torch.autograd.grad(reference.kernel_sum(xi, y, gamma, exact=False), xi)[0])
+    return torch.cat(parts)
+
+
+def run_ops(x, y, gamma=GAMMA, precision="default"):
+    lib = torch.ops.lcw_fast
+    return {"kernel_sum": lib.kernel_sum(x, y, gamma, precision),
+            "kernel_sum_self": lib.kernel_sum_self(x, gamma, precision),
+            "kernel_sum_grad": lib.kernel_sum_grad(x, y, gamma, precision),
+            "kernel_sum_grad_yx": lib.kernel_sum_grad(y, x, gamma, precision),
+            "kernel_sum_self_grad": lib.kernel_sum_self_grad(x, gamma, precision)}
+
+
+def check_ops(x, y, gamma=GAMMA, precision="default", tol=None):
+    """All four ops on (x, y) against the float64 reference."""
+    value_tol, grad_tol = tol or TOL[x.dtype]
+    out = run_ops(x, y, gamma, precision)
+    expected = {"kernel_sum": ref_sum(x, y, gamma), "kernel_sum_self": ref_sum(x, x, gamma),
+                "kernel_sum_grad": ref_grad(x, y, gamma), "kernel_sum_grad_yx": ref_grad(y, x, gamma),
+                "kernel_sum_self_grad": 2.0 * ref_grad(x, x, gamma)}
+    for name, value in out.items():
+        if name.endswith(("_grad", "_yx")):
+            src = y if name.endswith("_yx") else x
+            assert value.dtype == src.dtype and value.shape == src.shape and value.is_contiguous(), name
+            assert_close(value, expected[name], atol=math.inf, rel_l2=grad_tol, name=name)
+        else:
+            assert value.dtype == torch.float64 and value.shape == (), name
+            assert_close(value, expected[name], rtol=value_tol, name=name)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,m,dim", SHAPES)
+def test_ops_match_float64_reference(n, m, dim, dtype):
+    check_ops(_sample(n, dim, dtype), _sample(m, dim, dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dim", [12, 64, 784])
+def test_half_precision_inputs(dim, dtype):
+    check_ops(_sample(257, dim, dtype), _sample(130, dim, dtype))
+
+
+def test_large_latent_sample():
+    """n = 65,537 (one past a power of two), D = 64: many tiles, tile splits and partial sums."""
+    check_ops(_sample(65_537, 64), _sample(1_000, 64))
+
+
+@pytest.mark.parametrize("dim", [12, 784])
+def test_non_contiguous_inputs(dim):
+    x = torch.randn(dim, 131, device="cuda").t()  # transposed
+    y = torch.randn(77, 2 * dim, device="cuda")[:, ::2]  # strided columns
+    assert not x.is_contiguous() and not y.is_contiguous()
+    check_ops(x, y)
+
+
+def test_fast_mode_large_dim():
+    """precision="fast": plain TF32 GEMMs; errors stay small on centred data but are not float32-exact."""
+    check_ops(_sample(200, 12288), _sample(150, 12288), precision="fast", tol=(1e-4, 1e-3))
+
+
+@pytest.mark.parametrize("dim", [12, 784])
+def test_poisoned_buffers_are_fully_overwritten(dim, monkeypatch):
+    monkeypatch.setenv("LCW_FAST_CUDA_POISON", "1")
+    check_ops(_sample(301, dim), _sample(99, dim))
+
+
+def test_small_scratch_budget_uses_many_gram_blocks(monkeypatch):
+    """A 32 KiB budget gives 64 x 64 pair blocks: row/column blocking, the self-sum triangle, GEMM accumulation."""
+    monkeypatch.setenv("LCW_FAST_CUDA_SCRATCH_BYTES", str(32 * 1024))
+    monkeypatch.setenv("LCW_FAST_CUDA_POISON", "1")
+    check_ops(_sample(300, 784), _sample(200, 784))
+    check_ops(_sample(150, 784, torch.float64), _sample(70, 784, torch.float64))
+
+
+@pytest.mark.parametrize("n,m,dim", [(65_537, 4_099, 64), (1_000, 777, 256), (700, 500, 784)])
+def test_bit_identical_over_two_runs(n, m, dim):
+    x, y = _sample(n, dim), _sample(m, dim)
+    first, second = run_ops(x, y), run_ops(x, y)
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+@pytest.mark.parametrize("dim", [12, 784])
+def test_runs_on_the_current_stream(dim):
+    x, y = _sample(513, dim), _sample(200, dim)
+    expected = run_ops(x, y)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        out = run_ops(x, y)
+    torch.cuda.current_stream().wait_stream(side)
+    for name in out:
+        assert torch.equal(out[name], expected[name]), name
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_second_device():
+    x, y = _sample(100, 12).to("cuda:1"), _sample(50, 12).to("cuda:1")
+    out = torch.ops.lcw_fast.kernel_sum(x, y, GAMMA, "default")
+    assert out.device == x.device
+    assert_close(out, ref_sum(x, y), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dim", [12, 784])
+def test_nan_input_gives_nan(dim):
+    x, y = _sample(40, dim), _sample(30, dim)
+    x[3, 1] = float("nan")
+    out = run_ops(x, y)
+    assert torch.isnan(out["kernel_sum"]) and torch.isnan(out["kernel_sum_self"])
+    assert torch.isnan(out["kernel_sum_grad"]).any() and torch.isnan(out["kernel_sum_self_grad"]).any()
+
+
+@pytest.mark.parametrize("dim", [12, 784])
+def test_public_api_values_and_grads(dim):
+    """cw_distance through the cuda backend and autograd, against the float64 reference formula."""
+    x = (torch.randn(257, dim, device="cuda") + 0.3).requires_grad_()
+    y = torch.randn(190, dim, device="cuda").requires_grad_()
+    gamma = 0.7
+    value = lcw_fast.cw_distance(x, y, gamma=gamma, backend="cuda")
+    gx, gy = torch.autograd.grad(value, (x, y))
+    xd, yd = x.detach().double().requires_grad_(), y.detach().double().requires_grad_()
+    expected = reference.cw_distance(xd, yd, gamma)
+    ex, ey = torch.autograd.grad(expected, (xd, yd))
+    n, m = len(xd), len(yd)
+    scale = reference.C0 * (ref_sum(xd, xd, gamma) / n**2 + ref_sum(yd, yd, gamma) / m**2
+                            + 2 * ref_sum(xd, yd, gamma) / (n * m))
+    assert_close(value, expected, atol=1e-5 * scale.item(), name="cw_distance")
+    assert_close(gx, ex, atol=math.inf, rel_l2=1e-5, name="grad x")
+    assert_close(gy, ey, atol=math.inf, rel_l2=1e-5, name="grad y")
+
+
+@pytest.mark.skipif(not HAS_TRITON_OPS, reason="the Triton backend (lcw_fast.triton_kernel_sum) is not present")
+@pytest.mark.parametrize("n,m,dim", [(1, 5, 3), (127, 200, 12), (2_049, 1_000, 64), (130, 61, 784), (33, 47, 12288)])
+def test_matches_triton_backend(n, m, dim):
+    from lcw_fast import triton_kernel_sum  # noqa: F401  (registers torch.ops.lcw_fast_triton)
+
+    tri = torch.ops.lcw_fast_triton
+    x, y = _sample(n, dim), _sample(m, dim)
+    out = run_ops(x, y)
+    expected = {"kernel_sum": tri.kernel_sum(x, y, GAMMA, "default"),
+                "kernel_sum_self": tri.kernel_sum_self(x, GAMMA, "default"),
+                "kernel_sum_grad": tri.kernel_sum_grad(x, y, GAMMA, "default"),
+                "kernel_sum_grad_yx": tri.kernel_sum_grad(y, x, GAMMA, "default"),
+                "kernel_sum_self_grad": tri.kernel_sum_self_grad(x, GAMMA, "default")}
+    for name, value in out.items():
+        if name.endswith(("_grad", "_yx")):
+            assert_close(value, expected[name], atol=math.inf, rel_l2=2e-5, name=name)
+        else:
+            assert_close(value, expected[name], rtol=2e-5, name=name)
+
+
+@pytest.mark.parametrize("dim", [12, 300])
+def test_opcheck_and_gradcheck(dim):
+    """Schemas, fake kernels and autograd registration agree with the CUDA kernels; float64 gradcheck."""
+    lib = torch.ops.lcw_fast
+    x = _sample(17, dim, torch.float64).requires_grad_()
+    y = _sample(11, dim, torch.float64).requires_grad_()
+    for op, args in [(lib.kernel_sum, (x, y, GAMMA, "default")), (lib.kernel_sum_self, (x, GAMMA, "default")),
+                     (lib.kernel_sum_grad, (x.detach(), y.detach(), GAMMA, "default")),
+                     (lib.kernel_sum_self_grad, (x.detach(), GAMMA, "default"))]:
+        torch.library.opcheck(op, args)
+    assert torch.autograd.gradcheck(lambda a, b: lib.kernel_sum(a, b, GAMMA, "default"), (x, y))
+    assert torch.autograd.gradcheck(lambda a: lib.kernel_sum_self(a, GAMMA, "default"), (x,))
+
+
+def test_torch_compile_fullgraph():
+    x, y = _sample(100, 12), _sample(80, 12)
+
+    @torch.compile(fullgraph=True)
+    def loss(a, b):
+        return lcw_fast.cw_distance(a, b, gamma=0.5, backend="cuda")
+
+    assert_close(loss(x, y), lcw_fast.cw_distance(x, y, gamma=0.5, backend="cuda"), rtol=1e-6)
