@@ -1,14 +1,15 @@
 """Work per call (FLOPs, bytes) and the device ceilings it is compared with, measured in the same run.
 
+The minimum work, so that a fraction of the roofline can only be <= 1 (up to timing noise).
 FLOPs of one kernel sum over `pairs` pairs of D-dimensional points (a multiply-add counts 2, rsqrt 1):
   forward  per pair: 2D (Gram entry x.y) + 7 (d = |x|^2 + |y|^2 - 2 x.y: 3; t = gamma + d/c: 2;
                      rsqrt: 1; accumulate: 1)                                     = 2D + 7
-  backward per pair: 2D + 7 (the Gram entry and k recomputed, as fused kernels do) + 3 (w = -k^3/(2c))
-                     + per gradient side 2D + 1 (the W.Y product and the row sum of w)
+  backward per pair: 3 (w = -k^3/(2c) from the forward's k) + per gradient side 2D + 1 (the W.Y
+                     product and the row sum of w). An implementation that recomputes the Gram in
+                     its backward does 2D + 7 more per pair, and shows it as a lower fraction.
 A self-sum needs each unordered pair once: n(n+1)/2 pairs, and its backward has two gradient
 sides (both points of a pair); a cross sum has n*m pairs and one side per input that needs a grad.
-This counts the work a fused kernel must do; the materialising reference does more (no symmetry,
-n x m intermediates), which shows as its lower fraction of the roofline.
+The materialising reference does more (no symmetry in cdist, n x m intermediates in memory).
 
 Per public call (workload "normality" = cw_normality(z), "distance" = cw_distance(x, y) with the
 gradient w.r.t. y only, x being data):
@@ -19,7 +20,9 @@ Bytes: the compulsory traffic, each input read once per pass and each gradient w
 
 Roofline time = max(FLOPs / matmul ceiling, bytes / copy bandwidth), the ceiling of the row's
 precision (fp32 for "default" and the reference, tf32 for "fast", bf16 for "bf16"); a row's
-fraction of the roofline is roofline time / measured median time.
+fraction of the roofline is roofline time / measured median time. The ceilings are measured before
+and after the sweep and the better of the two is used (`best_ceilings`), so a moment of contention
+on a shared machine does not lower the limit.
 """
 from typing import Dict, NamedTuple, Optional
 
@@ -28,7 +31,7 @@ import torch
 from .timing import measure
 
 FWD_EPILOGUE = 7
-BWD_EPILOGUE = 10
+BWD_EPILOGUE = 3
 PASSES = ("fwd", "bwd", "fwd+bwd")
 CEILING_OF_MODE = {"default": "fp32", "fast": "tf32", "bf16": "bf16"}
 MATMUL_SIZE = {"cuda": 8192, "cpu": 1024}
@@ -47,7 +50,7 @@ def self_pairs(n: int) -> int:
 def sum_flops(pairs: int, dim: int, grad_sides: int):
     """(forward, backward) FLOPs of one kernel sum; grad_sides = 0 means no backward."""
     fwd = pairs * (2 * dim + FWD_EPILOGUE)
-    bwd = pairs * (2 * dim + BWD_EPILOGUE + grad_sides * (2 * dim + 1)) if grad_sides else 0
+    bwd = pairs * (BWD_EPILOGUE + grad_sides * (2 * dim + 1)) if grad_sides else 0
     return fwd, bwd
 
 
@@ -71,6 +74,21 @@ def op_cost(workload: str, n: int, m: int, dim: int, itemsize: int) -> Dict[str,
 def roofline_ms(cost: Cost, tflops: float, copy_gbps: float) -> float:
     """Lower bound on the time of a call: compute-bound or bandwidth-bound, whichever is slower."""
     return max(cost.flops / (tflops * 1e12), cost.bytes / (copy_gbps * 1e9)) * 1e3
+
+
+def best_ceilings(*measured: dict) -> dict:
+    """Entry-wise best of several measure_ceilings results (None stays None)."""
+    return {k: (max(m[k] for m in measured) if measured[0][k] is not None else None) for k in measured[0]}
+
+
+def add_roofline(row: dict, ceilings: dict) -> dict:
+    """Adds the achieved TFLOP/s, the ceiling used, the roofline time and fraction to a timed row."""
+    ceiling = ceiling_for(row["mode"], ceilings)
+    tflops = ceilings[f"{ceiling}_tflops"]
+    roof = roofline_ms(Cost(row["flops"], row["bytes"]), tflops, ceilings["copy_gbps"])
+    row.update(tflops=row["flops"] / (row["median_ms"] * 1e-3) / 1e12, ceiling=ceiling, ceiling_tflops=tflops,
+               roofline_ms=roof, roofline_fraction=roof / row["median_ms"])
+    return row
 
 
 def ceiling_for(mode: str, ceilings: dict) -> str:

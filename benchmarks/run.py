@@ -157,23 +157,19 @@ def _row(provider, suite, n, dim, pass_name, status, reason="") -> dict:
 class Sweep:
     """Runs cells and keeps, per provider and (suite, D), why its larger n are skipped."""
 
-    def __init__(self, device, passes, ceilings, *, repeats, warmup, cell_seconds, max_call_seconds,
+    def __init__(self, device, passes, *, repeats, warmup, cell_seconds, max_call_seconds,
                  time_budget=None, seed=0, log=print):
-        self.device, self.passes, self.ceilings = device, passes, ceilings
+        self.device, self.passes = device, passes
         self.repeats, self.warmup, self.cell_seconds = repeats, warmup, cell_seconds
         self.max_call_seconds, self.seed, self.log = max_call_seconds, seed, log
         self.deadline = time.monotonic() + time_budget if time_budget else math.inf
         self.time_budget = time_budget
         self.budget_hit = False
 
-    def _finish(self, row: dict, m, cost, mode: str) -> dict:
-        ceiling = roofline.ceiling_for(mode, self.ceilings)
-        tflops = self.ceilings[f"{ceiling}_tflops"]
-        roof = roofline.roofline_ms(cost, tflops, self.ceilings["copy_gbps"])
+    @staticmethod
+    def _finish(row: dict, m, cost) -> dict:
         row.update(repeats=len(m.times_ms), **m.stats, peak_mem_bytes=m.peak_bytes, extra_mem_bytes=m.extra_bytes,
-                   flops=cost.flops, bytes=cost.bytes, tflops=cost.flops / (m.stats["median_ms"] * 1e-3) / 1e12,
-                   ceiling=ceiling, ceiling_tflops=tflops, roofline_ms=roof,
-                   roofline_fraction=roof / m.stats["median_ms"], warmup_ms=m.warmup_ms, times_ms=m.times_ms)
+                   flops=cost.flops, bytes=cost.bytes, warmup_ms=m.warmup_ms, times_ms=m.times_ms)
         return row
 
     def cell(self, provider, suite, n: int, dim: int) -> List[dict]:
@@ -190,7 +186,7 @@ class Sweep:
                 try:
                     m = measure(work.runner(pass_name), self.device, repeats=self.repeats, warmup=self.warmup,
                                 cell_seconds=self.cell_seconds)
-                    rows.append(self._finish(row, m, costs[pass_name], provider.mode))
+                    rows.append(self._finish(row, m, costs[pass_name]))
                     continue
                 except Exception as exc:
                     failure = exc
@@ -292,12 +288,20 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     for pname, why in avail.items():
         print(f"provider {pname:12s} {why}", flush=True)
     size, copy_bytes = grid.ceiling_sizes or (None, None)
-    ceilings = roofline.measure_ceilings(device, repeats=settings["repeats"], size=size, copy_bytes=copy_bytes)
-    print("ceilings: " + ", ".join(f"{k}={v:.4g}" for k, v in ceilings.items() if v is not None), flush=True)
-    sweep = Sweep(device, args.passes, ceilings, repeats=settings["repeats"], warmup=args.warmup,
+
+    def ceilings_now(when: str) -> dict:
+        c = roofline.measure_ceilings(device, repeats=settings["repeats"], size=size, copy_bytes=copy_bytes)
+        print(f"ceilings {when}: " + ", ".join(f"{k}={v:.4g}" for k, v in c.items() if v is not None), flush=True)
+        return c
+
+    before = ceilings_now("before")
+    sweep = Sweep(device, args.passes, repeats=settings["repeats"], warmup=args.warmup,
                   cell_seconds=settings["cell_seconds"], max_call_seconds=settings["max_call_seconds"],
                   time_budget=args.time_budget, seed=args.seed, log=lambda s: print(s, flush=True))
     rows = sweep.run(suite_list, runnable)
+    after = ceilings_now("after")
+    ceilings = roofline.best_ceilings(before, after)
+    rows = [roofline.add_roofline(r, ceilings) if r["status"] == "ok" else r for r in rows]
     commit, dirty = git_commit()
     meta = {
         "device": name, "device_slug": slug(name), "device_type": device.type, "torch": torch.__version__,
@@ -305,7 +309,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
         "lcw_fast": lcw_fast.__version__, "python": platform.python_version(), "cpu": _cpu_model(),
         "threads": torch.get_num_threads(), "git_commit": commit, "git_dirty": dirty, "started": started,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "stopped_early": sweep.budget_hit, "settings": settings, "ceilings": ceilings, "providers": avail,
+        "stopped_early": sweep.budget_hit, "settings": settings, "ceilings": ceilings,
+        "ceilings_before": before, "ceilings_after": after, "providers": avail,
     }
     json_path, csv_path = report.write_run(out, args.label or args.suite, meta, rows)
     written = report.write_summary(out, settings["headline_dims"], settings["headline_ns"])

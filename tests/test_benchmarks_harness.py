@@ -59,7 +59,7 @@ def _fake(name, oom_from_n):
 def _sweep(**kw):
     opts = dict(repeats=1, warmup=0, cell_seconds=None, max_call_seconds=60.0)
     opts.update(kw)
-    return run.Sweep(torch.device("cpu"), list(roofline.PASSES), CEILINGS, **opts, log=lambda s: None)
+    return run.Sweep(torch.device("cpu"), list(roofline.PASSES), **opts, log=lambda s: None)
 
 
 def test_oom_is_recorded_and_larger_n_are_skipped():
@@ -75,6 +75,7 @@ def test_oom_is_recorded_and_larger_n_are_skipped():
     assert skipped["reason"] == "OOM at n = 64"
     by_n = {r["n"]: r for r in rows if r["provider"] == "fake" and r["pass"] == "fwd+bwd"}
     assert report.largest_n(by_n) == (32, "OOM at n = 64")
+    rows = [roofline.add_roofline(r, CEILINGS) if r["status"] == "ok" else r for r in rows]
     md = report.summary_markdown([{"file": "x.json", "rows": rows, "meta": _meta()}], [8], [16, 64])
     assert "| fake | " in md and "| OOM | 32 | " in md and " | OOM at n = 64 |" in md
 
@@ -99,19 +100,24 @@ def test_roofline_counts_by_hand():
     # normality, n = 3, D = 4: 6 unordered pairs; forward 2D + 7 = 15 per pair, plus 2nD + 4n = 36
     cost = roofline.op_cost("normality", 3, 3, 4, itemsize=4)
     assert cost["fwd"] == (6 * 15 + 36, 3 * 4 * 4)
-    # backward: 6 pairs * (2D + 10 + 2 sides * (2D + 1)) = 6 * 36, plus 2nD = 24; z read, grad written
-    assert cost["bwd"] == (6 * 36 + 24, 2 * 3 * 4 * 4)
-    assert cost["fwd+bwd"] == (126 + 240, 48 + 96)
+    # backward: 6 pairs * (3 + 2 sides * (2D + 1)) = 6 * 21, plus 2nD = 24; z read, grad written
+    assert cost["bwd"] == (6 * 21 + 24, 2 * 3 * 4 * 4)
+    assert cost["fwd+bwd"] == (126 + 150, 48 + 96)
     # distance, n = 2, m = 3, D = 4: pairs xx 3, yy 6, xy 6; backward yy (2 sides) and xy (1 side)
     cost = roofline.op_cost("distance", 2, 3, 4, itemsize=2)
     assert cost["fwd"] == (15 * (3 + 6 + 6), (2 + 3) * 4 * 2)
-    assert cost["bwd"] == (6 * 36 + 6 * (8 + 10 + 9), (2 + 2 * 3) * 4 * 2)
+    assert cost["bwd"] == (6 * 21 + 6 * (3 + 9), (2 + 2 * 3) * 4 * 2)
     # 2 TFLOP at 1 TFLOP/s = 2 s, 1 GB at 10 GB/s = 0.1 s: compute-bound
     assert roofline.roofline_ms(roofline.Cost(2e12, 1e9), 1.0, 10.0) == pytest.approx(2000.0)
     assert roofline.roofline_ms(roofline.Cost(1e9, 1e11), 1.0, 10.0) == pytest.approx(10000.0)
     assert roofline.ceiling_for("fast", CEILINGS) == "fp32"  # no TF32 measured (CPU)
     assert roofline.ceiling_for("fast", {**CEILINGS, "tf32_tflops": 3.0}) == "tf32"
     assert roofline.ceiling_for("bf16", CEILINGS) == "bf16"
+    best = roofline.best_ceilings(CEILINGS, {**CEILINGS, "fp32_tflops": 4.0, "copy_gbps": 5.0})
+    assert best == {**CEILINGS, "fp32_tflops": 4.0}
+    row = roofline.add_roofline({"mode": "default", "flops": 4e12, "bytes": 0.0, "median_ms": 2000.0}, best)
+    assert row["roofline_ms"] == pytest.approx(1000.0) and row["roofline_fraction"] == pytest.approx(0.5)
+    assert row["tflops"] == pytest.approx(2.0) and row["ceiling"] == "fp32"
 
 
 def test_provider_patterns():
