@@ -181,7 +181,7 @@ def summary_markdown(runs: Sequence[dict], headline_dims: Sequence[int], headlin
     return "\n".join(out) + "\n"
 
 
-def _plot(rows, path: Path, ylabel: str, value, logy: bool = True) -> None:
+def _plot(rows, path: Path, ylabel: str, value, hline: Optional[float] = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,8 +200,9 @@ def _plot(rows, path: Path, ylabel: str, value, logy: bool = True) -> None:
             if pts:
                 ax.plot(*zip(*pts), marker="o", ms=3, label=provider)
         ax.set_xscale("log", base=2)
-        if logy:
-            ax.set_yscale("log")
+        ax.set_yscale("log")
+        if hline is not None:
+            ax.axhline(hline, color="grey", lw=0.8, ls="--")
         ax.set_title(f"{workload}, D = {dim}", fontsize=10)
         ax.set_xlabel("n")
         ax.set_ylabel(ylabel)
@@ -231,7 +232,7 @@ def write_summary(out: Path, headline_dims: Sequence[int], headline_ns: Sequence
     md.write_text(summary_markdown(runs, headline_dims, headline_ns))
     time_png, speed_png, mem_png = (out / p for p in PLOTS)
     _plot(rows, time_png, f"{SUMMARY_PASS} time (ms)", lambda r, ref: r["median_ms"])
-    _plot(rows, speed_png, "speedup vs reference", _speedup)
+    _plot(rows, speed_png, "speedup vs reference", _speedup, hline=1.0)
     _plot(rows, mem_png, "working memory (MiB)", lambda r, ref: r["extra_mem_bytes"] / 2**20)
     return [md, time_png, speed_png, mem_png]
 
