@@ -46,27 +46,26 @@ def _csv(kind):
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=__doc__.split("\n\n")[0])
     p.add_argument("--suite", choices=SUITES + ("all",), default="all",
                    help="latent: cw_normality at latent D; data: cw_distance at image D; "
-                        "scale: the largest n at the headline D; all: the three")
+                        "scale: the largest n at the headline D; all (default): the three")
     p.add_argument("--grid", choices=tuple(suites.GRIDS), default=None,
                    help="size grid: full (n 256..1M, D 8..12288; for a GPU), cpu (a few minutes on a "
                         "small CPU), tiny (seconds; what the test suite runs). Default: full on CUDA, cpu on CPU")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where to run; auto = cuda when a GPU is visible")
+                   help="where to run; auto (default) = cuda when a GPU is visible")
     p.add_argument("--providers", type=_csv(str), default=None,
                    help="comma-separated names or shell patterns, e.g. 'reference,triton*'; default: all "
                         f"of {', '.join(prov.PROVIDERS)} (those that cannot run here are recorded and skipped)")
     p.add_argument("--passes", type=_csv(str), default=list(roofline.PASSES),
-                   help="comma-separated subset of fwd, bwd, fwd+bwd")
+                   help="comma-separated subset of fwd, bwd, fwd+bwd (default: all three)")
     p.add_argument("--dims", type=_csv(int), default=None,
-                   help="comma-separated D values: keep only these D of the grid")
+                   help="comma-separated D values: keep only these D of the grid (default: all)")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed calls per pass (fewer where --cell-seconds stops them); default 10 on CUDA, 3 on CPU")
     p.add_argument("--warmup", type=int, default=1,
-                   help="untimed calls before the timed ones (they include compilation and autotuning)")
+                   help="untimed calls before the timed ones, which absorb compilation and autotuning (default 1)")
     p.add_argument("--cell-seconds", type=float, default=None,
                    help="cap on the time of the timed calls of one pass: no further repeat starts once the "
                         "timed calls took this long (at least one is timed); default 10 on CUDA, 3 on CPU")
@@ -81,7 +80,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--headline-ns", type=_csv(int), default=None,
                    help="n columns of the headline tables (default: the grid's, 4096,16384,65536 for full)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder; default benchmarks/results/<device-slug>/")
     p.add_argument("--label", default=None,
