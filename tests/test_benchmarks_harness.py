@@ -1,0 +1,127 @@
+"""The benchmark harness itself, on the CPU: a tiny sweep's files, OOM handling, roofline formulas."""
+import csv
+import json
+
+import pytest
+import torch
+
+import lcw_fast
+from benchmarks import providers, report, roofline, run, suites
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CEILINGS = {"fp32_tflops": 1.0, "tf32_tflops": None, "bf16_tflops": 2.0, "copy_gbps": 10.0}
+
+
+def test_tiny_cpu_run_writes_csv_json_markdown_and_plots(tmp_path):
+    run.main(["--suite", "all", "--grid", "tiny", "--device", "cpu", "--providers", "reference,cpu,triton",
+              "--repeats", "2", "--out", str(tmp_path)])
+    with (tmp_path / "all.csv").open() as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == report.COLUMNS
+        rows = list(reader)
+    data = json.loads((tmp_path / "all.json").read_text())
+    meta = data["meta"]
+    for key in ("device", "torch", "triton", "cuda", "git_commit", "settings", "ceilings", "providers"):
+        assert key in meta
+    assert meta["device_type"] == "cpu" and meta["settings"]["grid"] == "tiny"
+    assert meta["providers"]["reference"] == "available"
+    assert meta["providers"]["triton"] != "available"  # interpreter or missing: recorded with its reason
+
+    grid = suites.GRIDS["tiny"]
+    expected = {(s.name, s.workload, str(n), str(d), p) for name in run.SUITES for s in grid.suites[name]
+                for d in s.dims for n in s.ns for p in roofline.PASSES}
+    ref_rows = [r for r in rows if r["provider"] == "reference"]
+    assert {(r["suite"], r["workload"], r["n"], r["D"], r["pass"]) for r in ref_rows} == expected
+    for r in ref_rows:
+        assert r["status"] == "ok", r
+        assert float(r["median_ms"]) > 0 and float(r["flops"]) > 0 and 0 < float(r["roofline_fraction"])
+        assert len(r["times_ms"].split()) == int(r["repeats"]) == 2
+    assert all(len(r["times_ms"]) == 2 for r in data["rows"] if r["provider"] == "reference")
+
+    md = (tmp_path / "summary.md").read_text()
+    assert "### cw_normality(z), grad w.r.t. z, D = 8" in md and "### cw_distance(x, y), grad w.r.t. y, D = 16" in md
+    assert "| reference |" in md and meta["device"] in md
+    for png in report.PLOTS:
+        assert (tmp_path / png).read_bytes()[:8] == PNG_MAGIC
+
+
+def _fake(name, oom_from_n):
+    """The reference provider, except that n >= oom_from_n runs out of memory in the forward."""
+
+    def normality(z, gamma):
+        if z.shape[0] >= oom_from_n:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+        return lcw_fast.cw_normality(z, gamma, backend="reference")
+
+    return providers.Provider(name, "reference", "default", normality, None, lambda device: None)
+
+
+def _sweep(**kw):
+    opts = dict(repeats=1, warmup=0, cell_seconds=None, max_call_seconds=60.0)
+    opts.update(kw)
+    return run.Sweep(torch.device("cpu"), list(roofline.PASSES), **opts, log=lambda s: None)
+
+
+def test_oom_is_recorded_and_larger_n_are_skipped():
+    suite = suites.Suite("latent", "normality", (8,), (16, 32, 64, 128))
+    rows = _sweep().run([suite], [_fake("fake", oom_from_n=64), _fake("fits", oom_from_n=10**9)])
+    status = {(r["provider"], r["n"], r["pass"]): r["status"] for r in rows}
+    for p in roofline.PASSES:
+        assert status["fake", 16, p] == status["fake", 32, p] == "ok"
+        assert status["fake", 64, p] == "OOM"
+        assert status["fake", 128, p] == "skipped"
+        assert all(status["fits", n, p] == "ok" for n in suite.ns)  # another provider goes on
+    skipped = next(r for r in rows if r["provider"] == "fake" and r["n"] == 128)
+    assert skipped["reason"] == "OOM at n = 64"
+    by_n = {r["n"]: r for r in rows if r["provider"] == "fake" and r["pass"] == "fwd+bwd"}
+    assert report.largest_n(by_n) == (32, "OOM at n = 64")
+    rows = [roofline.add_roofline(r, CEILINGS) if r["status"] == "ok" else r for r in rows]
+    md = report.summary_markdown([{"file": "x.json", "rows": rows, "meta": _meta()}], [8], [16, 64])
+    assert "| fake | " in md and "| OOM | 32 | " in md and " | OOM at n = 64 |" in md
+
+
+def _meta():
+    return {"device": "test", "ceilings": {**CEILINGS}, "settings": {"suites": ["latent"]}, "torch": "t",
+            "triton": None, "cuda": None, "git_commit": "0" * 40, "started": "", "providers": {}}
+
+
+def test_predicted_call_time_over_the_cap_or_the_budget_skips_larger_n():
+    suite = suites.Suite("latent", "normality", (8,), (16, 32))
+    rows = _sweep(max_call_seconds=0.0).run([suite], [_fake("fits", oom_from_n=10**9)])
+    assert [r["status"] for r in rows if r["n"] == 32] == ["skipped"] * 3
+    assert rows[-1]["reason"].startswith("time cap: predicted")
+    sweep = _sweep(time_budget=1e-9)
+    rows = sweep.run([suite], [_fake("fits", oom_from_n=10**9)])
+    assert {r["status"] for r in rows} == {"skipped"} and sweep.budget_hit
+    assert rows[0]["reason"].startswith("time budget")
+
+
+def test_roofline_counts_by_hand():
+    # normality, n = 3, D = 4: 6 unordered pairs; forward 2D + 7 = 15 per pair, plus 2nD + 4n = 36
+    cost = roofline.op_cost("normality", 3, 3, 4, itemsize=4)
+    assert cost["fwd"] == (6 * 15 + 36, 3 * 4 * 4)
+    # backward: 6 pairs * (3 + 2 sides * (2D + 1)) = 6 * 21, plus 2nD = 24; z read, grad written
+    assert cost["bwd"] == (6 * 21 + 24, 2 * 3 * 4 * 4)
+    assert cost["fwd+bwd"] == (126 + 150, 48 + 96)
+    # distance, n = 2, m = 3, D = 4: pairs xx 3, yy 6, xy 6; backward yy (2 sides) and xy (1 side)
+    cost = roofline.op_cost("distance", 2, 3, 4, itemsize=2)
+    assert cost["fwd"] == (15 * (3 + 6 + 6), (2 + 3) * 4 * 2)
+    assert cost["bwd"] == (6 * 21 + 6 * (3 + 9), (2 + 2 * 3) * 4 * 2)
+    # 2 TFLOP at 1 TFLOP/s = 2 s, 1 GB at 10 GB/s = 0.1 s: compute-bound
+    assert roofline.roofline_ms(roofline.Cost(2e12, 1e9), 1.0, 10.0) == pytest.approx(2000.0)
+    assert roofline.roofline_ms(roofline.Cost(1e9, 1e11), 1.0, 10.0) == pytest.approx(10000.0)
+    assert roofline.ceiling_for("fast", CEILINGS) == "fp32"  # no TF32 measured (CPU)
+    assert roofline.ceiling_for("fast", {**CEILINGS, "tf32_tflops": 3.0}) == "tf32"
+    assert roofline.ceiling_for("bf16", CEILINGS) == "bf16"
+    best = roofline.best_ceilings(CEILINGS, {**CEILINGS, "fp32_tflops": 4.0, "copy_gbps": 5.0})
+    assert best == {**CEILINGS, "fp32_tflops": 4.0}
+    row = roofline.add_roofline({"mode": "default", "flops": 4e12, "bytes": 0.0, "median_ms": 2000.0}, best)
+    assert row["roofline_ms"] == pytest.approx(1000.0) and row["roofline_fraction"] == pytest.approx(0.5)
+    assert row["tflops"] == pytest.approx(2.0) and row["ceiling"] == "fp32"
+
+
+def test_provider_patterns():
+    assert [p.name for p in providers.select(["triton*"])] == ["triton", "triton-fast", "triton-bf16"]
+    assert [p.name for p in providers.select(["reference", "keops"])] == ["reference", "keops"]
+    with pytest.raises(ValueError, match="matches none"):
+        providers.select(["tritonn"])
