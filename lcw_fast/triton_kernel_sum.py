@@ -121,7 +121,7 @@ def _clamp(xn, yn, gram, row0, col0, SELF: tl.constexpr):
     return d
 
 
-@triton.autotune(configs=_SUM_CONFIGS, key=["D", "SELF"])
+@triton.autotune(configs=_SUM_CONFIGS, key=["D", "SELF", "PRECISION"])
 @triton.jit
 def _sum_kernel(x_ptr, y_ptr, part_ptr, n, m, D, sxn, sxd, syn, syd, gamma_hi, gamma_lo,
                 SELF: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
@@ -149,7 +149,7 @@ def _sum_kernel(x_ptr, y_ptr, part_ptr, n, m, D, sxn, sxd, syn, syd, gamma_hi, g
     tl.store(part_ptr + tile_m.to(tl.int64) * n_split + split, total)
 
 
-@triton.autotune(configs=_GRAD_CONFIGS, key=["D", "SELF"])
+@triton.autotune(configs=_GRAD_CONFIGS, key=["D", "SELF", "PRECISION"])
 @triton.jit
 def _fused_grad_kernel(x_ptr, y_ptr, out_ptr, n, m, D, sxn, sxd, syn, syd, son, gamma_hi, gamma_lo, scale,
                        SELF: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
@@ -181,7 +181,7 @@ def _fused_grad_kernel(x_ptr, y_ptr, out_ptr, n, m, D, sxn, sxd, syn, syd, son, 
              mask=rmask[:, None] & kmask[None, :])
 
 
-@triton.autotune(configs=_WEIGHT_CONFIGS, key=["D", "SELF"])
+@triton.autotune(configs=_WEIGHT_CONFIGS, key=["D", "SELF", "PRECISION"])
 @triton.jit
 def _weights_kernel(x_ptr, y_ptr, w_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, swn, gamma_hi, gamma_lo,
                     SELF: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
