@@ -1,8 +1,9 @@
 // Fused CPU kernels of the four lcw_fast ops (semantics in csrc/lcw_fast.cpp).
 //
-// The pairs are visited in kTile x kTile tiles; a tile's squared distances live in fixed
-// per-thread scratch and never as an n x m matrix. Extra memory: O((n + m) D) (a transposed copy
-// or the row norms, and the float64 gradient accumulators) plus O(kTile D) per thread.
+// The pairs are visited in tiles of kTile rows by kTile (direct path) or up to kWideTile (Gram
+// path) columns; a tile's squared distances live in fixed per-thread scratch and never as an
+// n x m matrix. Extra memory: O((n + m) D) (a transposed copy or the row norms, and the float64
+// gradient accumulators) plus O(kWideTile D) per thread.
 //
 // Distances: for D <= kDirectMaxDim (10) straight from differences (exact, vectorised over the tile's
 // columns); above it from a Gram tile, |x|^2 + |y|^2 - 2 x.y, with the tile product done by
@@ -10,9 +11,9 @@
 // accuracy for points far from the origin; lcw_fast.distance centres the samples first.
 // Backward: with w = k'(d), d/dx_i sum_j k(|x_i - y_j|^2) = 2 (sum_j w_ij x_i - sum_j w_ij y_j),
 // so a tile needs the row sums of w and the tile product W . Y_J.
-// Self-sums visit only the tiles I <= J (off-diagonal ones count twice); their gradient updates
-// rows I with W . X_J and rows J with W^T . X_I, one round-robin round of tile groups at a time
-// (round_robin.h), so no two threads write the same rows.
+// Self-sums visit only the diagonal tiles and the columns right of them (off-diagonal pairs count
+// twice); their gradient updates rows I with W . X_J and rows J with W^T . X_I, one round-robin
+// round of tile groups at a time (round_robin.h), so no two threads write the same rows.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -35,7 +36,7 @@ namespace {
 // (measured on AVX-512: direct is faster for D <= 10, the Gram path from D = 12 up).
 constexpr int64_t kDirectMaxDim = 10;
 
-// Cross sums on the Gram path pair kTile rows of x with kWideTile columns of y: one wider matmul
+// Tiles on the Gram path pair kTile rows of x with up to kWideTile columns of y: one wider matmul
 // per block instead of four, so the kTile x D block of x is packed and its W . Y partial product
 // flushed to the float64 accumulators a quarter as often (at n = 1024, D = 784: about 15% less CPU
 // time for the cross sum, 7% for its gradient). The per-thread scratch grows by kTile x kWideTile
@@ -47,6 +48,12 @@ struct Span {
 };
 
 int64_t num_tiles(int64_t n, int64_t size = kTile) { return (n + size - 1) / size; }
+
+// Calls f(span) for consecutive spans of at most `width` rows covering [begin, end).
+template <typename F>
+void for_each_span(int64_t begin, int64_t end, int64_t width, F&& f) {
+  for (int64_t b = begin; b < end; b += width) f(Span{b, std::min(width, end - b)});
+}
 
 Span tile(int64_t t, int64_t n, int64_t size = kTile) {
   const int64_t begin = t * size;
@@ -92,8 +99,8 @@ struct Sample {
 
   const T* row(int64_t i) const { return rows + i * dim; }
 
-  // Width of the column blocks when this sample is the second argument of a cross sum.
-  int64_t cross_cols() const { return direct ? kTile : kWideTile; }
+  // Width of the column blocks when this sample gives a tile's columns.
+  int64_t cols() const { return direct ? kTile : kWideTile; }
 
   // False if any entry is NaN or +-Inf (x * 0 is NaN exactly for those).
   bool finite() const {
@@ -116,11 +123,11 @@ struct Sample {
   bool direct;
 };
 
-// Per-thread scratch: the distance / derivative tile (kTile x cols) and the two tile products
-// (kTile x D each).
+// Per-thread scratch: the distance / derivative tile (kTile x width) and the two tile products
+// (kTile x D and width x D).
 template <typename T>
 struct Scratch {
-  Scratch(int64_t dim, int64_t cols = kTile) : tile(kTile * cols), rows(kTile * dim), cols(dim * kTile) {}
+  Scratch(int64_t dim, int64_t width) : tile(kTile * width), rows(kTile * dim), cols(dim * width) {}
   std::vector<T> tile, rows, cols;
 };
 
@@ -175,7 +182,7 @@ void write_grad(const Sample<T>& x, int64_t begin, int64_t count, const double* 
 
 template <typename T>
 double cross_sum(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
-  const int64_t cols = y.cross_cols(), ty = num_tiles(y.n, cols);
+  const int64_t cols = y.cols(), ty = num_tiles(y.n, cols);
   return at::parallel_reduce(
       0, num_tiles(x.n) * ty, 1, 0.0,
       [&](int64_t begin, int64_t end, double acc) {
@@ -192,21 +199,26 @@ double cross_sum(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
 
 template <typename T>
 double self_sum(const Sample<T>& x, Kernel<T> kernel) {
-  const int64_t tiles = num_tiles(x.n);
-  const RoundRobin schedule(tiles);
-  const int64_t pairs = schedule.rounds() * schedule.slots();
-  // Work items: the diagonal tiles, then every (round, slot) of the schedule.
+  const int64_t tiles = num_tiles(x.n), width = x.cols();
+  // Row tile t pairs with itself and the columns right of it; work item p takes the row tiles p
+  // and tiles - 1 - p, so that every item covers about the same number of pairs.
   return at::parallel_reduce(
-      0, tiles + pairs, 1, 0.0,
+      0, (tiles + 1) / 2, 1, 0.0,
       [&](int64_t begin, int64_t end, double acc) {
-        Scratch<T> s(x.dim);
+        Scratch<T> s(x.dim, width);
+        T* d = s.tile.data();
+        auto add_row_tile = [&](int64_t t) {
+          const Span i = tile(t, x.n);
+          sq_dists(x, i, x, i, true, d);
+          acc += tile_kernel_sum(d, i.size, i.size, kernel);
+          for_each_span(i.begin + i.size, x.n, width, [&](Span j) {
+            sq_dists(x, i, x, j, false, d);
+            acc += 2.0 * tile_kernel_sum(d, i.size, j.size, kernel);
+          });
+        };
         for (int64_t p = begin; p < end; ++p) {
-          int64_t first = p, second = p;
-          const int64_t q = p - tiles;
-          if (q >= 0 && !schedule.pair(q / schedule.slots(), q % schedule.slots(), first, second)) continue;
-          const Span i = tile(first, x.n), j = tile(second, x.n);
-          sq_dists(x, i, x, j, first == second, s.tile.data());
-          acc += (first == second ? 1.0 : 2.0) * tile_kernel_sum(s.tile.data(), i.size, j.size, kernel);
+          add_row_tile(p);
+          if (tiles - 1 - p != p) add_row_tile(tiles - 1 - p);
         }
         return acc;
       },
@@ -217,7 +229,7 @@ template <typename T>
 at::Tensor cross_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
   at::Tensor grad = at::empty({x.n, x.dim}, x.rows_tensor.options());
   T* g = grad.mutable_data_ptr<T>();
-  const int64_t cols = y.cross_cols(), ty = num_tiles(y.n, cols);
+  const int64_t cols = y.cols(), ty = num_tiles(y.n, cols);
   at::parallel_for(0, num_tiles(x.n), 1, [&](int64_t begin, int64_t end) {
     Scratch<T> s(x.dim, cols);
     std::vector<double> sums(kTile), acc(kTile * x.dim);
@@ -238,14 +250,13 @@ at::Tensor cross_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) 
   return grad;
 }
 
-// Adds the pairs of tiles (i, j) of x to the self-gradient accumulators: rows of i, and for i != j
-// also the rows of j (the pair's transposed half).
+// Adds the pairs of the rows i and j of x to the self-gradient accumulators: rows of i, and
+// unless j is i (a diagonal tile) also the rows of j (the pair's transposed half).
 template <typename T>
-void accumulate_self_pair(const Sample<T>& x, int64_t first, int64_t second, Kernel<T> kernel, Scratch<T>& s,
-                          double* sums, double* acc) {
-  const Span i = tile(first, x.n), j = tile(second, x.n);
+void accumulate_self_pair(const Sample<T>& x, Span i, Span j, Kernel<T> kernel, Scratch<T>& s, double* sums,
+                          double* acc) {
   T* w = s.tile.data();
-  const bool diagonal = first == second;
+  const bool diagonal = i.begin == j.begin;
   sq_dists(x, i, x, j, diagonal, w);
   tile_derivative(w, i.size, j.size, diagonal, kernel, sums + i.begin);
   add_row_products(w, i, x, j, s, acc + i.begin * x.dim);
@@ -257,24 +268,27 @@ void accumulate_self_pair(const Sample<T>& x, int64_t first, int64_t second, Ker
 
 template <typename T>
 at::Tensor self_grad(const Sample<T>& x, Kernel<T> kernel) {
-  const int64_t dim = x.dim, tiles = num_tiles(x.n);
+  const int64_t dim = x.dim, tiles = num_tiles(x.n), width = x.cols();
   std::vector<double> sums(x.n, 0.0), acc(x.n * dim, 0.0);
   // The round-robin runs over groups of consecutive tiles, two groups per thread, so that there
   // are few rounds (each ends in a barrier, costly on a loaded machine) and every slot of a round
-  // carries the same work. Round -1 does the pairs inside each group.
+  // carries the same work. Round -1 does the pairs inside each group. A row tile meets the
+  // columns of a group in spans of up to `width` rows.
   const int64_t groups = std::min<int64_t>(tiles, 2 * at::get_num_threads());
   auto group_begin = [&](int64_t g) { return g * tiles / groups; };
+  auto group_row_end = [&](int64_t g) { return std::min(x.n, group_begin(g + 1) * kTile); };
   const RoundRobin schedule(groups);
   for (int64_t round = -1; round < schedule.rounds(); ++round) {
     at::parallel_for(0, round < 0 ? groups : schedule.slots(), 1, [&](int64_t begin, int64_t end) {
-      Scratch<T> s(dim);
+      Scratch<T> s(dim, width);
       for (int64_t slot = begin; slot < end; ++slot) {
         int64_t a = slot, b = slot;
         if (round >= 0 && !schedule.pair(round, slot, a, b)) continue;
-        for (int64_t first = group_begin(a); first < group_begin(a + 1); ++first) {
-          for (int64_t second = a == b ? first : group_begin(b); second < group_begin(b + 1); ++second) {
-            accumulate_self_pair(x, first, second, kernel, s, sums.data(), acc.data());
-          }
+        for (int64_t t = group_begin(a); t < group_begin(a + 1); ++t) {
+          const Span i = tile(t, x.n);
+          if (a == b) accumulate_self_pair(x, i, i, kernel, s, sums.data(), acc.data());
+          for_each_span(a == b ? i.begin + i.size : group_begin(b) * kTile, group_row_end(b), width,
+                        [&](Span j) { accumulate_self_pair(x, i, j, kernel, s, sums.data(), acc.data()); });
         }
       }
     });
