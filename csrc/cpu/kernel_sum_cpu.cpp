@@ -22,8 +22,10 @@
 #include <ATen/ops/mm_cpu_dispatch.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <vector>
 
 #include "round_robin.h"
@@ -47,7 +49,12 @@ struct Span {
   int64_t begin, size;
 };
 
-int64_t num_tiles(int64_t n, int64_t size = kTile) { return (n + size - 1) / size; }
+int64_t num_tiles(int64_t n) { return (n + kTile - 1) / kTile; }
+
+Span tile(int64_t t, int64_t n) {
+  const int64_t begin = t * kTile;
+  return {begin, std::min(kTile, n - begin)};
+}
 
 // Calls f(span) for consecutive spans of at most `width` rows covering [begin, end).
 template <typename F>
@@ -55,9 +62,26 @@ void for_each_span(int64_t begin, int64_t end, int64_t width, F&& f) {
   for (int64_t b = begin; b < end; b += width) f(Span{b, std::min(width, end - b)});
 }
 
-Span tile(int64_t t, int64_t n, int64_t size = kTile) {
-  const int64_t begin = t * size;
-  return {begin, std::min(size, n - begin)};
+// Runs body(item, state) for every item in [0, count) on the intra-op threads: each thread makes
+// its own state (scratch) and claims the next unclaimed item until none is left. On a loaded
+// machine a descheduled thread then holds the others up by at most one item, where a static
+// split would make them wait for its whole share.
+template <typename MakeState, typename Body>
+void for_each_item(int64_t count, const MakeState& make_state, const Body& body) {
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(count, at::get_num_threads()), 1, [&](int64_t, int64_t) {
+    auto state = make_state();
+    for (int64_t item = next++; item < count; item = next++) body(item, state);
+  });
+}
+
+// The sum over items of term(item, state), added in item order: the result does not depend on
+// the thread count or on which thread took which item.
+template <typename MakeState, typename Term>
+double sum_items(int64_t count, const MakeState& make_state, const Term& term) {
+  std::vector<double> parts(count);
+  for_each_item(count, make_state, [&](int64_t item, auto& state) { parts[item] = term(item, state); });
+  return std::accumulate(parts.begin(), parts.end(), 0.0);
 }
 
 // A (rows x cols) view of raw memory for ATen's matmul. from_blob views carry no autograd or
@@ -182,19 +206,18 @@ void write_grad(const Sample<T>& x, int64_t begin, int64_t count, const double* 
 
 template <typename T>
 double cross_sum(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
-  const int64_t cols = y.cols(), ty = num_tiles(y.n, cols);
-  return at::parallel_reduce(
-      0, num_tiles(x.n) * ty, 1, 0.0,
-      [&](int64_t begin, int64_t end, double acc) {
-        Scratch<T> s(x.dim, cols);
-        for (int64_t p = begin; p < end; ++p) {
-          const Span i = tile(p / ty, x.n), j = tile(p % ty, y.n, cols);
+  const int64_t width = y.cols();
+  return sum_items(
+      num_tiles(x.n), [&] { return Scratch<T>(x.dim, width); },
+      [&](int64_t t, Scratch<T>& s) {
+        const Span i = tile(t, x.n);
+        double acc = 0.0;
+        for_each_span(0, y.n, width, [&](Span j) {
           sq_dists(x, i, y, j, false, s.tile.data());
           acc += tile_kernel_sum(s.tile.data(), i.size, j.size, kernel);
-        }
+        });
         return acc;
-      },
-      std::plus<double>());
+      });
 }
 
 template <typename T>
@@ -202,51 +225,52 @@ double self_sum(const Sample<T>& x, Kernel<T> kernel) {
   const int64_t tiles = num_tiles(x.n), width = x.cols();
   // Row tile t pairs with itself and the columns right of it; work item p takes the row tiles p
   // and tiles - 1 - p, so that every item covers about the same number of pairs.
-  return at::parallel_reduce(
-      0, (tiles + 1) / 2, 1, 0.0,
-      [&](int64_t begin, int64_t end, double acc) {
-        Scratch<T> s(x.dim, width);
-        T* d = s.tile.data();
-        auto add_row_tile = [&](int64_t t) {
-          const Span i = tile(t, x.n);
-          sq_dists(x, i, x, i, true, d);
-          acc += tile_kernel_sum(d, i.size, i.size, kernel);
-          for_each_span(i.begin + i.size, x.n, width, [&](Span j) {
-            sq_dists(x, i, x, j, false, d);
-            acc += 2.0 * tile_kernel_sum(d, i.size, j.size, kernel);
-          });
-        };
-        for (int64_t p = begin; p < end; ++p) {
-          add_row_tile(p);
-          if (tiles - 1 - p != p) add_row_tile(tiles - 1 - p);
-        }
-        return acc;
-      },
-      std::plus<double>());
+  auto row_tile_sum = [&](int64_t t, Scratch<T>& s) {
+    T* d = s.tile.data();
+    const Span i = tile(t, x.n);
+    sq_dists(x, i, x, i, true, d);
+    double acc = tile_kernel_sum(d, i.size, i.size, kernel);
+    for_each_span(i.begin + i.size, x.n, width, [&](Span j) {
+      sq_dists(x, i, x, j, false, d);
+      acc += 2.0 * tile_kernel_sum(d, i.size, j.size, kernel);
+    });
+    return acc;
+  };
+  return sum_items(
+      (tiles + 1) / 2, [&] { return Scratch<T>(x.dim, width); },
+      [&](int64_t p, Scratch<T>& s) {
+        const int64_t mirror = tiles - 1 - p;
+        return row_tile_sum(p, s) + (mirror != p ? row_tile_sum(mirror, s) : 0.0);
+      });
 }
+
+// Per-thread state of the cross gradient: scratch and one row tile's float64 accumulators.
+template <typename T>
+struct RowTileState {
+  RowTileState(int64_t dim, int64_t width) : s(dim, width), sums(kTile), acc(kTile * dim) {}
+  Scratch<T> s;
+  std::vector<double> sums, acc;
+};
 
 template <typename T>
 at::Tensor cross_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
   at::Tensor grad = at::empty({x.n, x.dim}, x.rows_tensor.options());
   T* g = grad.mutable_data_ptr<T>();
-  const int64_t cols = y.cols(), ty = num_tiles(y.n, cols);
-  at::parallel_for(0, num_tiles(x.n), 1, [&](int64_t begin, int64_t end) {
-    Scratch<T> s(x.dim, cols);
-    std::vector<double> sums(kTile), acc(kTile * x.dim);
-    for (int64_t t = begin; t < end; ++t) {
-      const Span i = tile(t, x.n);
-      std::fill(sums.begin(), sums.end(), 0.0);
-      std::fill(acc.begin(), acc.end(), 0.0);
-      for (int64_t u = 0; u < ty; ++u) {
-        const Span j = tile(u, y.n, cols);
-        T* w = s.tile.data();
-        sq_dists(x, i, y, j, false, w);
-        tile_derivative(w, i.size, j.size, false, kernel, sums.data());
-        add_row_products(w, i, y, j, s, acc.data());
-      }
-      write_grad(x, i.begin, i.size, sums.data(), acc.data(), 2.0, g);
-    }
-  });
+  const int64_t width = y.cols();
+  for_each_item(
+      num_tiles(x.n), [&] { return RowTileState<T>(x.dim, width); },
+      [&](int64_t t, RowTileState<T>& state) {
+        const Span i = tile(t, x.n);
+        std::fill(state.sums.begin(), state.sums.end(), 0.0);
+        std::fill(state.acc.begin(), state.acc.end(), 0.0);
+        for_each_span(0, y.n, width, [&](Span j) {
+          T* w = state.s.tile.data();
+          sq_dists(x, i, y, j, false, w);
+          tile_derivative(w, i.size, j.size, false, kernel, state.sums.data());
+          add_row_products(w, i, y, j, state.s, state.acc.data());
+        });
+        write_grad(x, i.begin, i.size, state.sums.data(), state.acc.data(), 2.0, g);
+      });
   return grad;
 }
 
@@ -279,19 +303,18 @@ at::Tensor self_grad(const Sample<T>& x, Kernel<T> kernel) {
   auto group_row_end = [&](int64_t g) { return std::min(x.n, group_begin(g + 1) * kTile); };
   const RoundRobin schedule(groups);
   for (int64_t round = -1; round < schedule.rounds(); ++round) {
-    at::parallel_for(0, round < 0 ? groups : schedule.slots(), 1, [&](int64_t begin, int64_t end) {
-      Scratch<T> s(dim, width);
-      for (int64_t slot = begin; slot < end; ++slot) {
-        int64_t a = slot, b = slot;
-        if (round >= 0 && !schedule.pair(round, slot, a, b)) continue;
-        for (int64_t t = group_begin(a); t < group_begin(a + 1); ++t) {
-          const Span i = tile(t, x.n);
-          if (a == b) accumulate_self_pair(x, i, i, kernel, s, sums.data(), acc.data());
-          for_each_span(a == b ? i.begin + i.size : group_begin(b) * kTile, group_row_end(b), width,
-                        [&](Span j) { accumulate_self_pair(x, i, j, kernel, s, sums.data(), acc.data()); });
-        }
-      }
-    });
+    for_each_item(
+        round < 0 ? groups : schedule.slots(), [&] { return Scratch<T>(dim, width); },
+        [&](int64_t slot, Scratch<T>& s) {
+          int64_t a = slot, b = slot;
+          if (round >= 0 && !schedule.pair(round, slot, a, b)) return;
+          for (int64_t t = group_begin(a); t < group_begin(a + 1); ++t) {
+            const Span i = tile(t, x.n);
+            if (a == b) accumulate_self_pair(x, i, i, kernel, s, sums.data(), acc.data());
+            for_each_span(a == b ? i.begin + i.size : group_begin(b) * kTile, group_row_end(b), width,
+                          [&](Span j) { accumulate_self_pair(x, i, j, kernel, s, sums.data(), acc.data()); });
+          }
+        });
   }
   // Both ends of every pair move: d/dx_p sum_ij k(|x_i - x_j|^2) = 4 sum_j w_pj (x_p - x_j).
   at::Tensor grad = at::empty({x.n, dim}, x.rows_tensor.options());
