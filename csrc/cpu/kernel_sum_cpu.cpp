@@ -40,9 +40,8 @@ constexpr int64_t kDirectMaxDim = 10;
 
 // Tiles on the Gram path pair kTile rows of x with up to kWideTile columns of y: one wider matmul
 // per block instead of four, so the kTile x D block of x is packed and its W . Y partial product
-// flushed to the float64 accumulators a quarter as often (at n = 1024, D = 784: about 15% less CPU
-// time for the cross sum, 7% for its gradient). The per-thread scratch grows by kTile x kWideTile
-// values only.
+// flushed to the float64 accumulators a quarter as often (measured at n = 1024, D = 784: a few
+// percent less time per op). The per-thread scratch grows to O(kWideTile D).
 constexpr int64_t kWideTile = 4 * kTile;
 
 struct Span {
