@@ -19,8 +19,9 @@ C0 = lcw_fast.C0
 F64_RTOL = 1e-10
 F32_REL = 1e-5
 
-# (n, m, D): n = 1, n not a multiple of the tile, n != m, small and large D.
-SHAPES = [(1, 1, 2), (1, 7, 3), (129, 300, 3), (300, 129, 8), (257, 64, 40), (130, 70, 784), (3, 5, 12288)]
+# (n, m, D): n = 1, n not a multiple of the tile, n != m, small and large D; m = 600 crosses the
+# 512-column spans of the Gram path.
+SHAPES = [(1, 1, 2), (1, 7, 3), (129, 300, 3), (300, 129, 8), (257, 600, 40), (130, 70, 784), (3, 5, 12288)]
 
 
 def _samples(n, m, dim, dtype, non_contiguous=False):

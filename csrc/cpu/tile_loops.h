@@ -1,10 +1,10 @@
 // Inner loops of the fused CPU kernels on one pair tile, on raw row-major pointers.
 //
-// A tile pairs bm rows of x with bn rows of y (bm, bn <= kTile). Its scratch holds a bm x bn
-// row-major matrix (leading dimension bn): first the squared distances d, then, for the backward
-// pass, w = k'(d) written over them. The loops are written so that GCC vectorises them
+// A tile pairs bm rows of x with bn rows of y (bm <= kTile, bn <= 4 kTile). Its scratch holds a
+// bm x bn row-major matrix (leading dimension bn): first the squared distances d, then, for the
+// backward pass, w = k'(d) written over them. The loops are written so that GCC vectorises them
 // (`omp simd`, built with -fopenmp and -fno-math-errno); reductions run in the input precision
-// over at most kTile terms and the callers accumulate them in float64.
+// over at most one tile row or column and the callers accumulate them in float64.
 #pragma once
 
 #include <algorithm>
