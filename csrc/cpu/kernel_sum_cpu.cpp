@@ -1,9 +1,9 @@
 // Fused CPU kernels of the five lcw_fast ops (semantics in csrc/lcw_fast.cpp).
 //
-// The pairs are visited in tiles of kTile rows by kTile (direct path) or up to kWideTile (Gram
-// path) columns; a tile's squared distances live in fixed per-thread scratch and never as an
+// The pairs are visited in tiles of kTile rows (up to kWideTile for kernel_sum_grad_pair on the
+// Gram path) by kTile (direct path) or up to kWideTile (Gram path) columns; a tile's squared distances live in fixed per-thread scratch and never as an
 // n x m matrix. Extra memory: O((n + m) D) (a transposed copy or the row norms, and the float64
-// gradient accumulators) plus O(kWideTile D) per thread.
+// gradient accumulators) plus O(kWideTile (D + kWideTile)) per thread.
 //
 // Distances: for D <= kDirectMaxDim (10) straight from differences (exact, vectorised over the tile's
 // columns); above it from a Gram tile, |x|^2 + |y|^2 - 2 x.y, with the tile product done by
