@@ -324,6 +324,17 @@ struct TileGroups {
   int64_t n, tiles, count;
 };
 
+// Adds every pair of the rows [a_begin, a_end) of x and [b_begin, b_end) of y (disjoint when y is
+// x) to the accumulators of both ends, in tiles of up to width x width.
+template <typename T>
+void accumulate_block(const Sample<T>& x, int64_t a_begin, int64_t a_end, const Sample<T>& y, int64_t b_begin,
+                      int64_t b_end, int64_t width, Kernel<T> kernel, Scratch<T>& s, Accumulators& gx,
+                      Accumulators& gy) {
+  for_each_span(a_begin, a_end, width, [&](Span i) {
+    for_each_span(b_begin, b_end, width, [&](Span j) { accumulate_pair(x, i, y, j, kernel, s, gx, gy); });
+  });
+}
+
 // Runs body(a, b, state) for every block pair of `schedule` (round_robin.h): the pairs of a round
 // in parallel, the rounds one after another. Each row's accumulators are then updated in an order
 // fixed by the schedule, so the result does not depend on which thread took which pair.
@@ -341,18 +352,24 @@ template <typename T>
 at::Tensor self_grad(const Sample<T>& x, Kernel<T> kernel) {
   const int64_t width = x.cols();
   // Two groups of tiles per thread, so that there are few rounds (each ends in a barrier, costly
-  // on a loaded machine) and every slot of a round carries the same work. A row tile meets the
-  // columns of a group in spans of up to `width` rows.
+  // on a loaded machine) and every slot of a round carries the same work. Inside a group a row
+  // tile meets the columns right of it in spans of up to `width` rows; two groups meet in tiles of
+  // up to width x width, which flush W^T . X_I to the accumulators less often (see pair_grad).
   const TileGroups groups(x.n, std::min<int64_t>(num_tiles(x.n), 2 * at::get_num_threads()));
   Accumulators acc(x.n, x.dim);
   run_rounds(
-      RoundRobin(groups.count), [&] { return Scratch<T>(x.dim, width); },
+      RoundRobin(groups.count), [&] { return Scratch<T>(x.dim, width, width); },
       [&](int64_t a, int64_t b, Scratch<T>& s) {
+        if (a != b) {
+          accumulate_block(x, groups.row_begin(a), groups.row_end(a), x, groups.row_begin(b), groups.row_end(b),
+                           width, kernel, s, acc, acc);
+          return;
+        }
         for (int64_t t = groups.first_tile(a); t < groups.first_tile(a + 1); ++t) {
           const Span i = tile(t, x.n);
-          if (a == b) accumulate_pair(x, i, x, i, kernel, s, acc, acc);
-          for_each_span(a == b ? i.begin + i.size : groups.row_begin(b), groups.row_end(b), width,
-                        [&](Span j) { accumulate_pair(x, i, x, j, kernel, s, acc, acc); });
+          accumulate_pair(x, i, x, i, kernel, s, acc, acc);
+          accumulate_block(x, i.begin, i.begin + i.size, x, i.begin + i.size, groups.row_end(a), width, kernel, s,
+                           acc, acc);
         }
       });
   // Both ends of every pair move: d/dx_p sum_ij k(|x_i - x_j|^2) = 4 sum_j w_pj (x_p - x_j).
@@ -373,10 +390,8 @@ std::tuple<at::Tensor, at::Tensor> pair_grad(const Sample<T>& x, const Sample<T>
   run_rounds(
       LatinSquare(count), [&] { return Scratch<T>(x.dim, width, width); },
       [&](int64_t a, int64_t b, Scratch<T>& s) {
-        for_each_span(rows.row_begin(a), rows.row_end(a), width, [&](Span i) {
-          for_each_span(cols.row_begin(b), cols.row_end(b), width,
-                        [&](Span j) { accumulate_pair(x, i, y, j, kernel, s, gx, gy); });
-        });
+        accumulate_block(x, rows.row_begin(a), rows.row_end(a), y, cols.row_begin(b), cols.row_end(b), width,
+                         kernel, s, gx, gy);
       });
   return {finish_grad(x, gx, 2.0), finish_grad(y, gy, 2.0)};
 }
