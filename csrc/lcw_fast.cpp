@@ -6,6 +6,9 @@
 //   kernel_sum_self(x, gamma)     = sum_ij k(|x_i - x_j|^2)            x: (n, D)            -> 0-dim float64
 //   kernel_sum_grad(x, y, gamma)  = d/dx sum_ij k(|x_i - y_j|^2)                            -> (n, D), dtype of x
 //   kernel_sum_self_grad(x, gamma)= d/dx sum_ij k(|x_i - x_j|^2)  (x on both sides)          -> (n, D), dtype of x
+//   kernel_sum_grad_pair(x, y, gamma) = (d/dx, d/dy) sum_ij k(|x_i - y_j|^2)
+//                                   = (kernel_sum_grad(x, y), kernel_sum_grad(y, x)) from one pass
+//                                                                    -> ((n, D) dtype of x, (m, D) dtype of y)
 // `precision` selects the GPU matmul precision: "default" (float32-accurate) or "fast" (TF32);
 // CPU kernels are always exact and accept both.
 #include <Python.h>
@@ -24,4 +27,5 @@ TORCH_LIBRARY(lcw_fast, m) {
   m.def("kernel_sum_self(Tensor x, float gamma, str precision=\"default\") -> Tensor");
   m.def("kernel_sum_grad(Tensor x, Tensor y, float gamma, str precision=\"default\") -> Tensor");
   m.def("kernel_sum_self_grad(Tensor x, float gamma, str precision=\"default\") -> Tensor");
+  m.def("kernel_sum_grad_pair(Tensor x, Tensor y, float gamma, str precision=\"default\") -> (Tensor, Tensor)");
 }

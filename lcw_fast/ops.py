@@ -1,15 +1,16 @@
 """The registered kernel-sum operators: fake kernels and autograd, shared by every namespace.
 
-Four ops are declared once in C++ (csrc/lcw_fast.cpp) under `lcw_fast::` with CPU and CUDA kernels;
-the Triton backend defines the same four under `lcw_fast_triton::`. Both get their fake kernels and
+Five ops are declared once in C++ (csrc/lcw_fast.cpp) under `lcw_fast::` with CPU and CUDA kernels;
+the Triton backend defines the first four under `lcw_fast_triton::`. Both get their fake kernels and
 autograd formulas from `register_fakes` / `register_autograd` below, so the math of the backward
 pass is written once:
 
     d/dx_i sum_j k(|x_i - y_j|^2) = 2 sum_j w_ij (x_i - y_j),   w = k'(d) = -k(d)^3 / (2c)
 
 `kernel_sum_grad(x, y)` returns that gradient; the gradient w.r.t. y is `kernel_sum_grad(y, x)`
-because k is symmetric in its two arguments. The self-sum has its own gradient op, which counts
-every pair once and updates both of its points.
+because k is symmetric in its two arguments; `kernel_sum_grad_pair(x, y)` returns both from one
+pass over the pairs (lcw_fast:: only; elsewhere the backward makes the two single calls). The
+self-sum has its own gradient op, which counts every pair once and updates both of its points.
 """
 import torch
 
@@ -49,10 +50,18 @@ def register_fakes(ns: str) -> None:
     def _kernel_sum_self_grad_fake(x, gamma, precision="default"):
         return torch.empty_like(x, memory_format=torch.contiguous_format)
 
+    if hasattr(getattr(torch.ops, ns), "kernel_sum_grad_pair"):
+
+        @torch.library.register_fake(f"{ns}::kernel_sum_grad_pair")
+        def _kernel_sum_grad_pair_fake(x, y, gamma, precision="default"):
+            return (torch.empty_like(x, memory_format=torch.contiguous_format),
+                    torch.empty_like(y, memory_format=torch.contiguous_format))
+
 
 def register_autograd(ns: str) -> None:
     """Backward of the two forward ops, built from the namespace's gradient ops."""
     ops = getattr(torch.ops, ns)
+    has_pair_grad = hasattr(ops, "kernel_sum_grad_pair")
 
     def setup_pair(ctx, inputs, output):
         x, y, gamma, precision = inputs
@@ -62,6 +71,9 @@ def register_autograd(ns: str) -> None:
     def backward_pair(ctx, grad):
         x, y = ctx.saved_tensors
         gx = gy = None
+        if has_pair_grad and ctx.needs_input_grad[0] and ctx.needs_input_grad[1]:
+            gx, gy = ops.kernel_sum_grad_pair(x, y, ctx.gamma, ctx.precision)
+            return gx * grad.to(x.dtype), gy * grad.to(y.dtype), None, None
         if ctx.needs_input_grad[0]:
             gx = ops.kernel_sum_grad(x, y, ctx.gamma, ctx.precision) * grad.to(x.dtype)
         if ctx.needs_input_grad[1]:

@@ -10,7 +10,7 @@ import torch
 import lcw_fast
 from lcw_fast import backends, ops
 
-OPS = ("kernel_sum", "kernel_sum_self", "kernel_sum_grad", "kernel_sum_self_grad")
+OPS = ("kernel_sum", "kernel_sum_self", "kernel_sum_grad", "kernel_sum_self_grad", "kernel_sum_grad_pair")
 CUDA_BUILD_EXPECTED = (ops.has_extension() and os.environ.get("LCW_FAST_CPU_ONLY", "") != "1"
                        and (shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc")))
 needs_cuda_build = pytest.mark.skipif(not CUDA_BUILD_EXPECTED,
@@ -18,7 +18,8 @@ needs_cuda_build = pytest.mark.skipif(not CUDA_BUILD_EXPECTED,
 
 
 def _op_args(name, x):
-    return (x, x, 1.0, "default") if name in ("kernel_sum", "kernel_sum_grad") else (x, 1.0, "default")
+    two_samples = name in ("kernel_sum", "kernel_sum_grad", "kernel_sum_grad_pair")
+    return (x, x, 1.0, "default") if two_samples else (x, 1.0, "default")
 
 
 @needs_cuda_build
@@ -46,7 +47,8 @@ def test_cpu_tensors_dispatch_to_the_cpu_key(name):
     args = _op_args(name, torch.randn(5, 3, dtype=torch.float64))
     if torch._C._dispatch_has_kernel_for_dispatch_key(f"lcw_fast::{name}", "CPU"):
         out = op(*args)
-        assert out.device.type == "cpu" and torch.isfinite(out).all()
+        for t in out if isinstance(out, tuple) else (out,):
+            assert t.device.type == "cpu" and torch.isfinite(t).all()
     else:
         with pytest.raises(NotImplementedError, match="'CPU' backend"):
             op(*args)

@@ -139,6 +139,53 @@ def test_self_gradient_schedule_covers_every_pair_for_any_thread_count(threads, 
     assert total.item() == pytest.approx(reference.kernel_sum(x, x, 0.5).item(), rel=F64_RTOL)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n, m, dim, non_contiguous",
+                         [(1, 7, 2, False), (129, 300, 3, True), (300, 129, 8, False), (700, 257, 40, False),
+                          (130, 600, 784, True), (3, 5, 12288, False)])
+def test_grad_pair_matches_reference_and_single_grads(n, m, dim, non_contiguous, dtype, threads):
+    """Both gradients from one pass: the float64 reference, and the two single-gradient ops up to
+    float32 rounding, for any thread count (the Latin square of row and column groups depends on it)."""
+    x, y = _samples(n, m, dim, dtype, non_contiguous)
+    gamma = 0.6
+    xd, yd = x.double().requires_grad_(True), y.double().requires_grad_(True)
+    expected = torch.autograd.grad(reference.kernel_sum(xd, yd, gamma), (xd, yd))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = OPS.kernel_sum_grad_pair(x, y, gamma)
+        singles = (OPS.kernel_sum_grad(x, y, gamma), OPS.kernel_sum_grad(y, x, gamma))
+    finally:
+        torch.set_num_threads(before)
+    for g, single, e, t, name in zip(got, singles, expected, (x, y), ("d/dx", "d/dy")):
+        assert g.dtype == dtype and g.shape == t.shape, name
+        _check_grad(g, e, f"kernel_sum_grad_pair {name}")
+        assert_close(g, single, atol=math.inf, rel_l2=1e-12 if dtype == torch.float64 else 1e-6,
+                     name=f"kernel_sum_grad_pair {name} vs kernel_sum_grad")
+
+
+def test_cw_distance_backward_uses_grad_pair_for_both_inputs_only(monkeypatch):
+    """With grads of both x and y the backward makes one pair call, with one of them the single call."""
+    calls = []
+    ops = torch.ops.lcw_fast
+    for name in ("kernel_sum_grad", "kernel_sum_grad_pair"):
+        op = getattr(ops, name)
+        monkeypatch.setattr(ops, name, lambda *args, _op=op, _name=name: calls.append(_name) or _op(*args))
+    x, y = _samples(70, 50, 5, torch.float64)
+    for wrt, expected_calls in (("both", ["kernel_sum_grad_pair"]), ("x", ["kernel_sum_grad"])):
+        calls.clear()
+        xg, yg = x.clone().requires_grad_(True), y.clone().requires_grad_(wrt == "both")
+        got = _grads(lcw_fast.cw_distance(xg, yg, 0.5, backend="cpu"), [xg, yg])
+        xd, yd = x.clone().requires_grad_(True), y.clone().requires_grad_(wrt == "both")
+        expected = _grads(reference.cw_distance(xd, yd, 0.5, exact=True), [xd, yd])
+        assert calls == expected_calls
+        for g, e, name in zip(got, expected, ("grad x", "grad y")):
+            assert (g is None) == (e is None), name
+            if g is not None:
+                _check_grad(g, e, name)
+
+
 def test_opcheck_all_ops():
     x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
     y = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
@@ -146,9 +193,12 @@ def test_opcheck_all_ops():
     torch.library.opcheck(OPS.kernel_sum_self, (x, 0.5, "default"))
     torch.library.opcheck(OPS.kernel_sum_grad, (x.detach(), y.detach(), 0.5, "default"))
     torch.library.opcheck(OPS.kernel_sum_self_grad, (x.detach().float(), 0.5, "fast"))
+    torch.library.opcheck(OPS.kernel_sum_grad_pair, (x.detach(), y.detach(), 0.5, "default"))
+    torch.library.opcheck(OPS.kernel_sum_grad_pair, (y.detach().float(), x.detach().float(), 0.5, "fast"))
 
 
 def test_gradcheck_float64():
+    """cw_distance and kernel_sum with both inputs requiring grad go through kernel_sum_grad_pair."""
     x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
     y = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: lcw_fast.cw_distance(a, b, 0.5, backend="cpu"), (x, y))
@@ -188,6 +238,7 @@ def test_non_finite_inputs_give_nan(bad):
     assert torch.isnan(OPS.kernel_sum(y, raw, 0.5)) and torch.isnan(OPS.kernel_sum_self(raw, 0.5))
     assert torch.isnan(OPS.kernel_sum_grad(y, raw, 0.5)).all()
     assert torch.isnan(OPS.kernel_sum_self_grad(raw, 0.5)).all()
+    assert all(torch.isnan(g).all() for g in OPS.kernel_sum_grad_pair(y, raw, 0.5))
 
 
 @pytest.mark.parametrize(
@@ -198,6 +249,10 @@ def test_non_finite_inputs_give_nan(bad):
         (lambda: OPS.kernel_sum_self_grad(torch.ones(4, 3, dtype=torch.int32), 0.5), "float32 or float64"),
         (lambda: OPS.kernel_sum_grad(torch.randn(4, 3), torch.randn(4, 3, dtype=torch.float64), 0.5), "same dtype"),
         (lambda: OPS.kernel_sum(torch.randn(4, 3), torch.randn(4, 2), 0.5), "same dimension D"),
+        (lambda: OPS.kernel_sum_grad_pair(torch.randn(4, 3), torch.randn(4, 3).double(), 0.5), "same dtype"),
+        (lambda: OPS.kernel_sum_grad_pair(torch.randn(4, 3), torch.randn(4, 2), 0.5), "same dimension D"),
+        (lambda: OPS.kernel_sum_grad_pair(torch.randn(4, 3), torch.randn(4), 0.5), "y must be 2-D"),
+        (lambda: OPS.kernel_sum_grad_pair(torch.randn(4, 3), torch.randn(4, 3), 0.0), "gamma must be positive"),
         (lambda: OPS.kernel_sum_self(torch.randn(4), 0.5), "2-D"),
         (lambda: OPS.kernel_sum_self(torch.randn(4, 1), 0.5), "D >= 2"),
         (lambda: OPS.kernel_sum_self(torch.randn(4, 3), -1.0), "gamma must be positive"),

@@ -1,16 +1,18 @@
-// Fused CPU kernels of the four lcw_fast ops (semantics in csrc/lcw_fast.cpp).
+// Fused CPU kernels of the five lcw_fast ops (semantics in csrc/lcw_fast.cpp).
 //
-// The pairs are visited in tiles of kTile rows by kTile (direct path) or up to kWideTile (Gram
-// path) columns; a tile's squared distances live in fixed per-thread scratch and never as an
+// The pairs are visited in tiles of kTile rows (up to kWideTile for kernel_sum_grad_pair on the
+// Gram path) by kTile (direct path) or up to kWideTile (Gram path) columns; a tile's squared distances live in fixed per-thread scratch and never as an
 // n x m matrix. Extra memory: O((n + m) D) (a transposed copy or the row norms, and the float64
-// gradient accumulators) plus O(kWideTile D) per thread.
+// gradient accumulators) plus O(kWideTile (D + kWideTile)) per thread.
 //
 // Distances: for D <= kDirectMaxDim (10) straight from differences (exact, vectorised over the tile's
 // columns); above it from a Gram tile, |x|^2 + |y|^2 - 2 x.y, with the tile product done by
 // ATen's CPU matmul (single-threaded inside our parallel region). The Gram form loses float32
 // accuracy for points far from the origin; lcw_fast.distance centres the samples first.
 // Backward: with w = k'(d), d/dx_i sum_j k(|x_i - y_j|^2) = 2 (sum_j w_ij x_i - sum_j w_ij y_j),
-// so a tile needs the row sums of w and the tile product W . Y_J.
+// so a tile needs the row sums of w and the tile product W . Y_J. The gradients w.r.t. both x and
+// y (kernel_sum_grad_pair) share each tile: rows I of x get W . Y_J, rows J of y get W^T . X_I, one
+// Latin-square round of (row group, column group) pairs at a time (round_robin.h).
 // Self-sums visit only the diagonal tiles and the columns right of them (off-diagonal pairs count
 // twice); their gradient updates rows I with W . X_J and rows J with W^T . X_I, one round-robin
 // round of tile groups at a time (round_robin.h), so no two threads write the same rows.
@@ -26,6 +28,7 @@
 #include <functional>
 #include <limits>
 #include <numeric>
+#include <tuple>
 #include <vector>
 
 #include "round_robin.h"
@@ -146,11 +149,12 @@ struct Sample {
   bool direct;
 };
 
-// Per-thread scratch: the distance / derivative tile (kTile x width) and the two tile products
-// (kTile x D and width x D).
+// Per-thread scratch: the distance / derivative tile (height x width, height kTile unless a
+// caller pairs wider row spans) and the two tile products (height x D and width x D).
 template <typename T>
 struct Scratch {
-  Scratch(int64_t dim, int64_t width) : tile(kTile * width), rows(kTile * dim), cols(dim * width) {}
+  Scratch(int64_t dim, int64_t width, int64_t height = kTile)
+      : tile(height * width), rows(height * dim), cols(dim * width) {}
   std::vector<T> tile, rows, cols;
 };
 
@@ -273,55 +277,123 @@ at::Tensor cross_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) 
   return grad;
 }
 
-// Adds the pairs of the rows i and j of x to the self-gradient accumulators: rows of i, and
-// unless j is i (a diagonal tile) also the rows of j (the pair's transposed half).
+// Float64 gradient accumulators of one (n, D) sample: per row, the sum of its w and the w-weighted
+// sum of the other sample's rows.
+struct Accumulators {
+  Accumulators(int64_t n, int64_t dim) : dim(dim), sums(n, 0.0), acc(n * dim, 0.0) {}
+  double* sums_at(int64_t row) { return sums.data() + row; }
+  double* acc_at(int64_t row) { return acc.data() + row * dim; }
+  int64_t dim;
+  std::vector<double> sums, acc;
+};
+
+// The gradient factor * (sums_a x_a - acc_a) of every row of x, in x's dtype.
 template <typename T>
-void accumulate_self_pair(const Sample<T>& x, Span i, Span j, Kernel<T> kernel, Scratch<T>& s, double* sums,
-                          double* acc) {
+at::Tensor finish_grad(const Sample<T>& x, Accumulators& a, double factor) {
+  at::Tensor grad = at::empty({x.n, x.dim}, x.rows_tensor.options());
+  T* g = grad.mutable_data_ptr<T>();
+  at::parallel_for(0, x.n, 256, [&](int64_t begin, int64_t end) {
+    write_grad(x, begin, end - begin, a.sums_at(begin), a.acc_at(begin), factor, g);
+  });
+  return grad;
+}
+
+// Adds the pairs of the rows i of x and j of y to the accumulators of both ends: rows i of gx get
+// W . Y_j, rows j of gy get W^T . X_i. For the self-gradient y is x and gy is gx; on a diagonal
+// tile (j is i) the transposed half is the same pairs again and is skipped.
+template <typename T>
+void accumulate_pair(const Sample<T>& x, Span i, const Sample<T>& y, Span j, Kernel<T> kernel, Scratch<T>& s,
+                     Accumulators& gx, Accumulators& gy) {
   T* w = s.tile.data();
-  const bool diagonal = i.begin == j.begin;
-  sq_dists(x, i, x, j, diagonal, w);
-  tile_derivative(w, i.size, j.size, diagonal, kernel, sums + i.begin);
-  add_row_products(w, i, x, j, s, acc + i.begin * x.dim);
+  const bool diagonal = &gx == &gy && i.begin == j.begin;
+  sq_dists(x, i, y, j, diagonal, w);
+  tile_derivative(w, i.size, j.size, diagonal, kernel, gx.sums_at(i.begin));
+  add_row_products(w, i, y, j, s, gx.acc_at(i.begin));
   if (!diagonal) {
-    add_column_sums(w, i.size, j.size, sums + j.begin);
-    add_col_products(w, x, i, j, s, acc + j.begin * x.dim);
+    add_column_sums(w, i.size, j.size, gy.sums_at(j.begin));
+    add_col_products(w, x, i, j, s, gy.acc_at(j.begin));
+  }
+}
+
+// `count` groups of consecutive tiles of an n-row sample, of as equal sizes as can be.
+struct TileGroups {
+  TileGroups(int64_t n, int64_t count) : n(n), tiles(num_tiles(n)), count(count) {}
+  int64_t first_tile(int64_t g) const { return g * tiles / count; }
+  int64_t row_begin(int64_t g) const { return first_tile(g) * kTile; }
+  int64_t row_end(int64_t g) const { return std::min(n, first_tile(g + 1) * kTile); }
+  int64_t n, tiles, count;
+};
+
+// Adds every pair of the rows [a_begin, a_end) of x and [b_begin, b_end) of y (disjoint when y is
+// x) to the accumulators of both ends, in tiles of up to width x width.
+template <typename T>
+void accumulate_block(const Sample<T>& x, int64_t a_begin, int64_t a_end, const Sample<T>& y, int64_t b_begin,
+                      int64_t b_end, int64_t width, Kernel<T> kernel, Scratch<T>& s, Accumulators& gx,
+                      Accumulators& gy) {
+  for_each_span(a_begin, a_end, width, [&](Span i) {
+    for_each_span(b_begin, b_end, width, [&](Span j) { accumulate_pair(x, i, y, j, kernel, s, gx, gy); });
+  });
+}
+
+// Runs body(a, b, state) for every block pair of `schedule` (round_robin.h): the pairs of a round
+// in parallel, the rounds one after another. Each row's accumulators are then updated in an order
+// fixed by the schedule, so the result does not depend on which thread took which pair.
+template <typename Schedule, typename MakeState, typename Body>
+void run_rounds(const Schedule& schedule, const MakeState& make_state, const Body& body) {
+  for (int64_t round = 0; round < schedule.rounds(); ++round) {
+    for_each_item(schedule.slots(round), make_state, [&](int64_t slot, auto& state) {
+      int64_t a = 0, b = 0;
+      if (schedule.pair(round, slot, a, b)) body(a, b, state);
+    });
   }
 }
 
 template <typename T>
 at::Tensor self_grad(const Sample<T>& x, Kernel<T> kernel) {
-  const int64_t dim = x.dim, tiles = num_tiles(x.n), width = x.cols();
-  std::vector<double> sums(x.n, 0.0), acc(x.n * dim, 0.0);
-  // The round-robin runs over groups of consecutive tiles, two groups per thread, so that there
-  // are few rounds (each ends in a barrier, costly on a loaded machine) and every slot of a round
-  // carries the same work. Round -1 does the pairs inside each group. A row tile meets the
-  // columns of a group in spans of up to `width` rows.
-  const int64_t groups = std::min<int64_t>(tiles, 2 * at::get_num_threads());
-  auto group_begin = [&](int64_t g) { return g * tiles / groups; };
-  auto group_row_end = [&](int64_t g) { return std::min(x.n, group_begin(g + 1) * kTile); };
-  const RoundRobin schedule(groups);
-  for (int64_t round = -1; round < schedule.rounds(); ++round) {
-    for_each_item(
-        round < 0 ? groups : schedule.slots(), [&] { return Scratch<T>(dim, width); },
-        [&](int64_t slot, Scratch<T>& s) {
-          int64_t a = slot, b = slot;
-          if (round >= 0 && !schedule.pair(round, slot, a, b)) return;
-          for (int64_t t = group_begin(a); t < group_begin(a + 1); ++t) {
-            const Span i = tile(t, x.n);
-            if (a == b) accumulate_self_pair(x, i, i, kernel, s, sums.data(), acc.data());
-            for_each_span(a == b ? i.begin + i.size : group_begin(b) * kTile, group_row_end(b), width,
-                          [&](Span j) { accumulate_self_pair(x, i, j, kernel, s, sums.data(), acc.data()); });
-          }
-        });
-  }
+  const int64_t width = x.cols();
+  // Two groups of tiles per thread, so that there are few rounds (each ends in a barrier, costly
+  // on a loaded machine) and every slot of a round carries the same work. Inside a group a row
+  // tile meets the columns right of it in spans of up to `width` rows; two groups meet in tiles of
+  // up to width x width, which flush W^T . X_I to the accumulators less often (see pair_grad).
+  const TileGroups groups(x.n, std::min<int64_t>(num_tiles(x.n), 2 * at::get_num_threads()));
+  Accumulators acc(x.n, x.dim);
+  run_rounds(
+      RoundRobin(groups.count), [&] { return Scratch<T>(x.dim, width, width); },
+      [&](int64_t a, int64_t b, Scratch<T>& s) {
+        if (a != b) {
+          accumulate_block(x, groups.row_begin(a), groups.row_end(a), x, groups.row_begin(b), groups.row_end(b),
+                           width, kernel, s, acc, acc);
+          return;
+        }
+        for (int64_t t = groups.first_tile(a); t < groups.first_tile(a + 1); ++t) {
+          const Span i = tile(t, x.n);
+          accumulate_pair(x, i, x, i, kernel, s, acc, acc);
+          accumulate_block(x, i.begin, i.begin + i.size, x, i.begin + i.size, groups.row_end(a), width, kernel, s,
+                           acc, acc);
+        }
+      });
   // Both ends of every pair move: d/dx_p sum_ij k(|x_i - x_j|^2) = 4 sum_j w_pj (x_p - x_j).
-  at::Tensor grad = at::empty({x.n, dim}, x.rows_tensor.options());
-  T* g = grad.mutable_data_ptr<T>();
-  at::parallel_for(0, x.n, 256, [&](int64_t begin, int64_t end) {
-    write_grad(x, begin, end - begin, sums.data() + begin, acc.data() + begin * dim, 4.0, g);
-  });
-  return grad;
+  return finish_grad(x, acc, 4.0);
+}
+
+// The gradients w.r.t. x and y of the cross sum from one pass over the tiles: each distance tile
+// serves both (three tile products instead of the four of two cross_grad calls). Row groups of x
+// meet column groups of y in a Latin square, one group pair per thread and round. Rows as well as
+// columns go in spans of `width`: both products are flushed to the float64 accumulators once per
+// tile, and a kTile-row tile would flush the width x D product W^T . X_I once per kTile rows.
+template <typename T>
+std::tuple<at::Tensor, at::Tensor> pair_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
+  const int64_t width = y.cols();
+  const int64_t count = std::min({int64_t(at::get_num_threads()), num_tiles(x.n), num_tiles(y.n)});
+  const TileGroups rows(x.n, count), cols(y.n, count);
+  Accumulators gx(x.n, x.dim), gy(y.n, y.dim);
+  run_rounds(
+      LatinSquare(count), [&] { return Scratch<T>(x.dim, width, width); },
+      [&](int64_t a, int64_t b, Scratch<T>& s) {
+        accumulate_block(x, rows.row_begin(a), rows.row_end(a), y, cols.row_begin(b), cols.row_end(b), width,
+                         kernel, s, gx, gy);
+      });
+  return {finish_grad(x, gx, 2.0), finish_grad(y, gy, 2.0)};
 }
 
 // ---- op entry points ---------------------------------------------------------------------------
@@ -405,6 +477,19 @@ at::Tensor kernel_sum_grad(const at::Tensor& x, const at::Tensor& y, double gamm
   return grad;
 }
 
+std::tuple<at::Tensor, at::Tensor> kernel_sum_grad_pair(const at::Tensor& x, const at::Tensor& y, double gamma,
+                                                        c10::string_view precision) {
+  check_pair("kernel_sum_grad_pair", x, y);
+  check_args("kernel_sum_grad_pair", gamma, precision);
+  std::tuple<at::Tensor, at::Tensor> grads;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_grad_pair", [&] {
+    const Sample<scalar_t> xs(x), ys(y);
+    grads = xs.finite() && ys.finite() ? pair_grad(xs, ys, make_kernel<scalar_t>(gamma, xs.dim))
+                                       : std::make_tuple(nan_grad(xs), nan_grad(ys));
+  });
+  return grads;
+}
+
 at::Tensor kernel_sum_self_grad(const at::Tensor& x, double gamma, c10::string_view precision) {
   check_sample("kernel_sum_self_grad", "x", x);
   check_args("kernel_sum_self_grad", gamma, precision);
@@ -424,4 +509,5 @@ TORCH_LIBRARY_IMPL(lcw_fast, CPU, m) {
   m.impl("kernel_sum_self", &lcw_fast::cpu::kernel_sum_self);
   m.impl("kernel_sum_grad", &lcw_fast::cpu::kernel_sum_grad);
   m.impl("kernel_sum_self_grad", &lcw_fast::cpu::kernel_sum_self_grad);
+  m.impl("kernel_sum_grad_pair", &lcw_fast::cpu::kernel_sum_grad_pair);
 }

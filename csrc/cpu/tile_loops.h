@@ -1,6 +1,6 @@
 // Inner loops of the fused CPU kernels on one pair tile, on raw row-major pointers.
 //
-// A tile pairs bm rows of x with bn rows of y (bm <= kTile, bn <= 4 kTile). Its scratch holds a
+// A tile pairs bm rows of x with bn rows of y (bm, bn <= 4 kTile). Its scratch holds a
 // bm x bn row-major matrix (leading dimension bn): first the squared distances d, then, for the
 // backward pass, w = k'(d) written over them. The loops are written so that GCC vectorises them
 // (`omp simd`, built with -fopenmp and -fno-math-errno); reductions run in the input precision

@@ -2,6 +2,7 @@
 // guard, the compute dtype (float16/bfloat16 are computed in float32, float64 in float64), and the
 // choice between the fused small-D kernels and the cuBLAS Gram path by D.
 #include <cmath>
+#include <tuple>
 
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -82,6 +83,13 @@ at::Tensor kernel_sum_grad(const at::Tensor& x, const at::Tensor& y, double gamm
   return grad_op(x, y, false, gamma, is_fast(precision));
 }
 
+// Both cross gradients as the two single-gradient calls: each rebuilds the cross Gram blocks. A
+// fused version sharing them (as the CPU kernel does) is future work.
+std::tuple<at::Tensor, at::Tensor> kernel_sum_grad_pair(const at::Tensor& x, const at::Tensor& y, double gamma,
+                                                        c10::string_view precision) {
+  return {kernel_sum_grad(x, y, gamma, precision), kernel_sum_grad(y, x, gamma, precision)};
+}
+
 at::Tensor kernel_sum_self_grad(const at::Tensor& x, double gamma, c10::string_view precision) {
   check_sample(x, "x");
   check_gamma(gamma);
@@ -96,4 +104,5 @@ TORCH_LIBRARY_IMPL(lcw_fast, CUDA, m) {
   m.impl("kernel_sum_self", &lcw_fast::cuda::kernel_sum_self);
   m.impl("kernel_sum_grad", &lcw_fast::cuda::kernel_sum_grad);
   m.impl("kernel_sum_self_grad", &lcw_fast::cuda::kernel_sum_self_grad);
+  m.impl("kernel_sum_grad_pair", &lcw_fast::cuda::kernel_sum_grad_pair);
 }
