@@ -89,6 +89,19 @@ def test_sample_cli(smoke_runs, tmp_path):
     assert out.stat().st_size > 0 and (tmp_path / "grid-interpolations.png").stat().st_size > 0
     sample.main([str(root / "cw2"), "--n", "4", "--out", str(tmp_path / "ae.png"), "--device", "cpu"])
     assert (tmp_path / "ae.png").stat().st_size > 0
+    sample.main([str(root / "cw2"), "--n", "4", "--out", str(tmp_path / "folder"), "--device", "cpu"])
+    assert (tmp_path / "folder" / "samples-seed0.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("cli, argv", [(sample, ["{missing}"]), (latent, ["--ae", "{missing}"]),
+                                       (train, ["--out", "{missing}", "--resume"])])
+def test_missing_run_folder_is_a_clean_error(cli, argv, tmp_path, capsys):
+    missing = tmp_path / "no-run"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([a.format(missing=missing) for a in argv])
+    assert exit_info.value.code == 1
+    assert f"error: {missing} is not a run folder (no config.json)" in capsys.readouterr().err
+    assert not missing.exists()
 
 
 def test_resume_continues_exactly(tmp_path):

@@ -53,6 +53,16 @@ def field(default, help: str, type=None, choices=None):
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def run_cli(function, config):
+    """Calls function(config) for a CLI: a run folder that is not one becomes a one-line error."""
+    from .runs import NotARun
+
+    try:
+        return function(config)
+    except NotARun as error:
+        fail(str(error))
+
+
 def fail(message: str) -> None:
     """Prints a one-paragraph error (no traceback) and exits with status 1."""
     print(f"error: {message}", file=sys.stderr)

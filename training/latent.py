@@ -17,7 +17,7 @@ import lcw_fast
 
 from . import data as datasets
 from . import defaults, plots
-from .cli import RunOptions, config_from_args, fail, field, restore
+from .cli import RunOptions, config_from_args, fail, field, restore, run_cli
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
 from .loop import LoopConfig, NonFiniteLoss, Stage, fit
 from .models import LatentGenerator
@@ -124,7 +124,7 @@ def train_latent(cfg: LatentConfig) -> dict:
 
 
 def main(argv=None) -> None:
-    train_latent(config_from_args(LatentConfig, "training.latent", __doc__, argv))
+    run_cli(train_latent, config_from_args(LatentConfig, "training.latent", __doc__, argv))
 
 
 if __name__ == "__main__":

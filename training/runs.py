@@ -7,12 +7,15 @@ from typing import Optional
 import torch
 
 
+class NotARun(FileNotFoundError):
+    """A folder given as a run has no config.json (a user error: the CLIs print it without a traceback)."""
+
+
 class Run:
-    """The folder of one training stage."""
+    """The folder of one training stage; created on the first write, so reading never makes folders."""
 
     def __init__(self, path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.path / "metrics.jsonl"
 
     def write_config(self, config: dict) -> None:
@@ -21,10 +24,11 @@ class Run:
     def config(self) -> dict:
         path = self.path / "config.json"
         if not path.exists():
-            raise FileNotFoundError(f"{self.path} is not a run folder (no config.json)")
+            raise NotARun(f"{self.path} is not a run folder (no config.json)")
         return json.loads(path.read_text())
 
     def log(self, record: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -50,6 +54,7 @@ class Run:
 
 
 def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)

@@ -3,12 +3,13 @@
     python -m training.sample runs/mnist5k-cw2/latent --n 64 --out samples.png
 """
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
 
 from . import plots
-from .cli import config_from_args, field
+from .cli import config_from_args, field, run_cli
 from .latent import load_generator
 from .runs import Run
 from .train import load_autoencoder, pick_device
@@ -19,7 +20,8 @@ class SampleConfig:
     run: str = field(None, "a run folder (stage 1 from training.train, or stage 2 from training.latent)", type=str)
     n: int = field(64, "number of images in the grid")
     nrow: int = field(8, "images per grid row")
-    out: Optional[str] = field(None, "PNG to write (default: <run>/samples-seed<seed>.png)")
+    out: Optional[str] = field(None, "PNG file to write, or a folder to write samples-seed<seed>.png into "
+                                     "(default: the run folder)")
     seed: int = field(0, "seed of the noise")
     checkpoint: str = field("last", "which checkpoint to sample from", choices=("last", "best"))
     interpolations: bool = field(False, "stage 2 only: also write <out>-interpolations.png (the two "
@@ -43,7 +45,10 @@ def sample(cfg: SampleConfig) -> str:
     run = Run(cfg.run)
     dim, generate = generator(run, device, cfg.checkpoint)
     rng = torch.Generator().manual_seed(cfg.seed)
-    out = cfg.out or str(run.path / f"samples-seed{cfg.seed}.png")
+    out = cfg.out or str(run.path)
+    if not out.lower().endswith(".png"):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        out = str(Path(out) / f"samples-seed{cfg.seed}.png")
     plots.grid(generate(torch.randn(cfg.n, dim, generator=rng).to(device)), out, nrow=cfg.nrow)
     if cfg.interpolations and run.config()["stage"] == 2:
         lg, autoencoder = load_generator(run, device, cfg.checkpoint)
@@ -54,7 +59,7 @@ def sample(cfg: SampleConfig) -> str:
 
 
 def main(argv=None) -> None:
-    sample(config_from_args(SampleConfig, "training.sample", __doc__, argv, positional=("run",)))
+    run_cli(sample, config_from_args(SampleConfig, "training.sample", __doc__, argv, positional=("run",)))
 
 
 if __name__ == "__main__":

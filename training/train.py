@@ -13,7 +13,7 @@ import lcw_fast
 
 from . import data as datasets
 from . import defaults, plots
-from .cli import RunOptions, config_from_args, fail, field, restore
+from .cli import RunOptions, config_from_args, fail, field, restore, run_cli
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
 from .loop import LoopConfig, NonFiniteLoss, Stage, fit
 from .models import Autoencoder
@@ -147,7 +147,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
 
 
 def main(argv=None) -> None:
-    train_autoencoder(config_from_args(AutoencoderConfig, "training.train", __doc__, argv))
+    run_cli(train_autoencoder, config_from_args(AutoencoderConfig, "training.train", __doc__, argv))
 
 
 if __name__ == "__main__":
