@@ -184,3 +184,27 @@ def test_throughput_runs_on_cpu(tmp_path):
     results = json.loads(out.read_text())["results"]
     assert [r["backend"] for r in results] == ["auto", "reference"]
     assert all(r["images_per_s"] > 0 and r["peak_memory_bytes"] > 0 for r in results)
+
+
+@pytest.mark.parametrize("cli, argv, message", [
+    (train, ["--lr", "-1"], "--lr must be > 0, got -1.0"),
+    (train, ["--epochs", "0"], "--epochs must be > 0, got 0"),
+    (train, ["--lam", "-0.5"], "--lam must be >= 0, got -0.5"),
+    (latent, ["--ae", "x", "--batch-size", "0"], "--batch-size must be > 0, got 0"),
+    (sample, ["x", "--n", "0"], "--n must be > 0, got 0"),
+])
+def test_out_of_range_flags_are_clean_errors(cli, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--gamma", "-1"], "--gamma must be positive and finite, got -1"),
+    (["--data", "foo"], "--data must be mnist5k, mnist, fmnist, celeba or folder:PATH, got 'foo'"),
+    (["--batch-size", "100000"], "--batch-size 100000 exceeds the 4000 training examples"),
+])
+def test_bad_training_settings_are_clean_errors(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv + ["--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
+    assert exit_info.value.code == 1 and message in capsys.readouterr().err

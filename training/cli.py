@@ -41,11 +41,24 @@ def config_from_args(cls, module: str, description: str, argv=None, positional: 
     """Parses argv into a `cls` for `python -m module`; `description` heads --help."""
     parser = parser_for(cls, f"python -m {module}", description, positional)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    return cls(**vars(parser.parse_args(argv)))
+    try:
+        return cls(**vars(parser.parse_args(argv)))
+    except ConfigError as error:
+        parser.error(str(error))
 
 
-def field(default, help: str, type=None, choices=None):
+POSITIVE, NON_NEGATIVE = (0, False), (0, True)  # field(minimum=...)
+
+
+class ConfigError(ValueError):
+    """A flag value out of range (the CLIs print it without a traceback)."""
+
+
+def field(default, help: str, type=None, choices=None, minimum=None):
+    """A config field: `help` is its --help text; `minimum` = (bound, inclusive) checked by validate()."""
     metadata = {"help": help}
+    if minimum is not None:
+        metadata["minimum"] = minimum
     if type is not None:
         metadata["type"] = type
     if choices is not None:
@@ -53,13 +66,25 @@ def field(default, help: str, type=None, choices=None):
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def validate(config) -> None:
+    """Raises ConfigError for the first field below its `minimum` (None means "from the defaults")."""
+    for f in dataclasses.fields(config):
+        value, minimum = getattr(config, f.name), f.metadata.get("minimum")
+        if minimum is None or value is None:
+            continue
+        bound, inclusive = minimum
+        if not (value >= bound if inclusive else value > bound):
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be {'>=' if inclusive else '>'} {bound}, got {value}")
+
+
 def run_cli(function, config):
-    """Calls function(config) for a CLI: a run folder that is not one becomes a one-line error."""
+    """Calls function(config) for a CLI: a bad flag value or a folder that is not a run becomes a
+    one-line error."""
     from .runs import NotARun
 
     try:
         return function(config)
-    except NotARun as error:
+    except (ConfigError, NotARun) as error:
         fail(str(error))
 
 
@@ -81,9 +106,12 @@ class RunOptions:
     device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     amp: bool = field(False, "bf16 autocast (CUDA only)")
     threads: Optional[int] = field(None, "CPU threads of PyTorch (default: PyTorch's choice; 1 is fastest for the "
-                                         "small MLPs, especially on a busy machine)")
+                                         "small MLPs, especially on a busy machine)", minimum=POSITIVE)
     resume: bool = field(False, "continue the run in --out from its last.pt (its config.json wins; --epochs may extend)")
-    eval_every: int = field(100, "steps between validations on the held-out set (and best.pt)")
-    ckpt_every: int = field(100, "steps between last.pt checkpoints")
-    workers: int = field(2, "DataLoader workers for data sets that stream from disk")
+    eval_every: int = field(100, "steps between validations on the held-out set (and best.pt)", minimum=POSITIVE)
+    ckpt_every: int = field(100, "steps between last.pt checkpoints", minimum=POSITIVE)
+    workers: int = field(2, "DataLoader workers for data sets that stream from disk", minimum=NON_NEGATIVE)
     progress: bool = field(True, "show a tqdm progress bar")
+
+    def __post_init__(self):
+        validate(self)

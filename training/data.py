@@ -13,6 +13,8 @@ from typing import Iterator, Union
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .cli import ConfigError
+
 HELDOUT = 1000              # held-out images of mnist5k (the rest, 4,000, train)
 SPLIT_SEED = 0              # the mnist5k split is the same for every training seed
 MAX_BYTES = 2 * 1024 ** 3   # float32 bytes up to which a data set is kept as one tensor
@@ -157,10 +159,17 @@ def load(name: str, root: str = "data", download: bool = True, workers: int = 2,
         train = torch.utils.data.Subset(images, range(split))
         heldout = _stack(torch.utils.data.Subset(images, range(split, len(images))), workers)
     else:
-        raise ValueError(f"--data must be mnist5k, mnist, fmnist, celeba or folder:PATH, got {name!r}")
+        raise ConfigError(f"--data must be mnist5k, mnist, fmnist, celeba or folder:PATH, got {name!r}")
     if _fits(train, max_bytes):
         train = _stack(train, workers)
     return ImageData(name, train, heldout)
+
+
+def steps(epochs: int, n: int, batch_size: int) -> int:
+    """Optimizer steps of `epochs` passes over n examples in full batches."""
+    if batch_size > n:
+        raise ConfigError(f"--batch-size {batch_size} exceeds the {n} training examples")
+    return epochs * (n // batch_size)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -173,8 +182,6 @@ def batches(data: ImageData, start_step: int, batch_size: int, seed: int, device
     """Training batches from global step `start_step` on, forever (full batches only; each epoch's
     tail is dropped). Batch `step` depends only on (seed, step), so resuming is exact."""
     per_epoch = len(data) // batch_size
-    if per_epoch == 0:
-        raise ValueError(f"--batch-size {batch_size} exceeds the {len(data)} training images")
     epoch, k = divmod(start_step, per_epoch)
     while True:
         order = epoch_order(len(data), seed, epoch)[k * batch_size:per_epoch * batch_size]

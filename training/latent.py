@@ -17,7 +17,7 @@ import lcw_fast
 
 from . import data as datasets
 from . import defaults, plots
-from .cli import RunOptions, config_from_args, fail, field, restore, run_cli
+from .cli import POSITIVE, RunOptions, config_from_args, fail, field, restore, run_cli
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
 from .loop import LoopConfig, NonFiniteLoss, Stage, fit
 from .models import LatentGenerator
@@ -31,10 +31,12 @@ class LatentConfig(RunOptions):
     ae: Optional[str] = field(None, "the stage-1 run folder (from python -m training.train); required")
     out: Optional[str] = field(None, "run folder (default: <ae>/latent)")
     checkpoint: str = field("last", "which stage-1 checkpoint to encode with", choices=("last", "best"))
-    noise: Optional[int] = field(None, "noise dimension of z' (default: 8 for 28x28 data, 32 for CelebA)")
-    epochs: Optional[int] = field(None, "passes over the training images' encodings (default: training.defaults)")
-    batch_size: Optional[int] = field(None, "noise samples and encodings per step (default: 256)")
-    lr: Optional[float] = field(None, "Adam learning rate (default: 1e-3)")
+    noise: Optional[int] = field(None, "noise dimension of z' (default: 8 for 28x28 data, 32 for CelebA)",
+                                 minimum=POSITIVE)
+    epochs: Optional[int] = field(None, "passes over the training images' encodings (default: training.defaults)",
+                                  minimum=POSITIVE)
+    batch_size: Optional[int] = field(None, "noise samples and encodings per step (default: 256)", minimum=POSITIVE)
+    lr: Optional[float] = field(None, "Adam learning rate (default: 1e-3)", minimum=POSITIVE)
     gamma: str = field("auto", "latent bandwidth: auto = Silverman (1.06 sigma n^-1/5)^2 from the std of the "
                                "encoded training images and the batch size; silverman = per batch; or a number")
     seed: int = field(0, "seed of LG's initialisation, the noise and the data order")
@@ -99,7 +101,7 @@ def train_latent(cfg: LatentConfig) -> dict:
         return {"val_loss": latent_trick_loss(lg(val_noise), latents.heldout, gamma).item()}
 
     stage = Stage({"lg": lg}, lg, loss, validate)
-    loop = LoopConfig(steps=cfg.epochs * (len(latents) // cfg.batch_size), lr=cfg.lr, seed=cfg.seed,
+    loop = LoopConfig(steps=datasets.steps(cfg.epochs, len(latents), cfg.batch_size), lr=cfg.lr, seed=cfg.seed,
                       eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every, amp=cfg.amp, progress=cfg.progress)
     try:
         final = fit(stage, lambda start: datasets.batches(latents, start, cfg.batch_size, cfg.seed, device),

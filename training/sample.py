@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from . import plots
-from .cli import config_from_args, field, run_cli
+from .cli import POSITIVE, config_from_args, field, run_cli, validate
 from .latent import load_generator
 from .runs import Run
 from .train import load_autoencoder, pick_device
@@ -18,8 +18,8 @@ from .train import load_autoencoder, pick_device
 @dataclass
 class SampleConfig:
     run: str = field(None, "a run folder (stage 1 from training.train, or stage 2 from training.latent)", type=str)
-    n: int = field(64, "number of images in the grid")
-    nrow: int = field(8, "images per grid row")
+    n: int = field(64, "number of images in the grid", minimum=POSITIVE)
+    nrow: int = field(8, "images per grid row", minimum=POSITIVE)
     out: Optional[str] = field(None, "PNG file to write, or a folder to write samples-seed<seed>.png into "
                                      "(default: the run folder)")
     seed: int = field(0, "seed of the noise")
@@ -27,6 +27,9 @@ class SampleConfig:
     interpolations: bool = field(False, "stage 2 only: also write <out>-interpolations.png (the two "
                                         "interpolations of the paper's Fig. 7), 8 pairs x 10 steps")
     device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, ...")
+
+    def __post_init__(self):
+        validate(self)
 
 
 def generator(run: Run, device: torch.device, checkpoint: str = "last"):

@@ -13,7 +13,7 @@ import lcw_fast
 
 from . import data as datasets
 from . import defaults, plots
-from .cli import RunOptions, config_from_args, fail, field, restore, run_cli
+from .cli import NON_NEGATIVE, POSITIVE, RunOptions, config_from_args, fail, field, restore, run_cli
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
 from .loop import LoopConfig, NonFiniteLoss, Stage, fit
 from .models import Autoencoder
@@ -27,11 +27,13 @@ class AutoencoderConfig(RunOptions):
     objective: str = field("cw2", "stage-1 objective", choices=STAGE1)
     out: Optional[str] = field(None, "run folder (default: runs/<data>-<objective>)")
     data_root: str = field("data", "where torchvision data sets are downloaded to / looked for")
-    latent: Optional[int] = field(None, "latent dimension (default: training.defaults)")
-    epochs: Optional[int] = field(None, "passes over the training images (default: training.defaults)")
-    batch_size: Optional[int] = field(None, "images per step (default: 256)")
-    lr: Optional[float] = field(None, "Adam learning rate (default: training.defaults)")
-    lam: Optional[float] = field(None, "lambda, the weight of log cw_normality(z) (cwae, cw2)")
+    latent: Optional[int] = field(None, "latent dimension (default: training.defaults)", minimum=POSITIVE)
+    epochs: Optional[int] = field(None, "passes over the training images (default: training.defaults)",
+                                  minimum=POSITIVE)
+    batch_size: Optional[int] = field(None, "images per step (default: 256)", minimum=POSITIVE)
+    lr: Optional[float] = field(None, "Adam learning rate (default: training.defaults)", minimum=POSITIVE)
+    lam: Optional[float] = field(None, "lambda, the weight of log cw_normality(z) (cwae, cw2)",
+                                 minimum=NON_NEGATIVE)
     gamma: str = field("auto", "image-space bandwidth of cw2: auto = Silverman (1.06 sigma n^-1/5)^2 from the "
                                "training pixels' std and the batch size; silverman = per batch; or a number")
     seed: int = field(0, "seed of initialisation and data order (the mnist5k split is fixed)")
@@ -53,9 +55,12 @@ def parse_gamma(value: str, auto: float):
     if value == "silverman":
         return value
     try:
-        return float(value)
+        gamma = float(value)
     except ValueError:
         fail(f"--gamma must be auto, silverman or a number, got {value!r}")
+    if not 0 < gamma < float("inf"):
+        fail(f"--gamma must be positive and finite, got {value}")
+    return gamma
 
 
 def resolve(cfg: AutoencoderConfig, shape) -> AutoencoderConfig:
@@ -81,10 +86,6 @@ def load_autoencoder(run: Run, device: torch.device, checkpoint: str = "last") -
     model = Autoencoder(config["shape"], config["latent"]).to(device)
     model.load_state_dict(run.load(checkpoint, device)["models"]["autoencoder"])
     return model.eval()
-
-
-def _steps(epochs: int, n: int, batch_size: int) -> int:
-    return epochs * (n // batch_size)
 
 
 def train_autoencoder(cfg: AutoencoderConfig) -> dict:
@@ -122,7 +123,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
                 "latent_normality": lcw_fast.cw_normality(z.float()).item()}
 
     stage = Stage({"autoencoder": model}, model, loss, validate)
-    loop = LoopConfig(steps=_steps(cfg.epochs, len(data), cfg.batch_size), lr=cfg.lr, seed=cfg.seed,
+    loop = LoopConfig(steps=datasets.steps(cfg.epochs, len(data), cfg.batch_size), lr=cfg.lr, seed=cfg.seed,
                       eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every, amp=cfg.amp, progress=cfg.progress)
     try:
         final = fit(stage, lambda start: datasets.batches(data, start, cfg.batch_size, cfg.seed, device,
