@@ -37,7 +37,21 @@ def test_autoencoder_shapes(shape, latent_dim):
 def test_latent_generator_shapes():
     lg = models.LatentGenerator(noise=3, latent=8)
     assert lg(torch.randn(7, 3)).shape == (7, 8)
-    assert sum(isinstance(m, nn.BatchNorm1d) for m in lg) == 5 and lg[0].out_features == 512
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in lg.net) == 5 and lg.net[0].out_features == 512
+
+
+def test_latent_generator_standardised_coordinates():
+    lg = models.LatentGenerator(noise=3, latent=2).eval()
+    encodings = torch.randn(500, 2) * torch.tensor([10.0, 0.1]) + torch.tensor([5.0, -1.0])
+    lg.set_coordinates(encodings)
+    standardised = lg.standardise(encodings)
+    assert_close(standardised.mean(0), torch.zeros(2), atol=1e-5, name="mean")
+    assert_close(standardised.std(0), torch.ones(2), atol=1e-5, name="std")
+    z = torch.randn(4, 3)
+    assert_close(lg(z), lg.mean + lg.std * lg.net(z), atol=1e-6, name="LG(z)")
+    restored = models.LatentGenerator(noise=3, latent=2)
+    restored.load_state_dict(lg.state_dict())
+    assert_close(restored.std, lg.std, name="std buffer")
 
 
 def test_objectives_match_direct_formulas():

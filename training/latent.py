@@ -38,7 +38,8 @@ class LatentConfig(RunOptions):
     batch_size: Optional[int] = field(None, "noise samples and encodings per step (default: 256)", minimum=POSITIVE)
     lr: Optional[float] = field(None, "Adam learning rate (default: 1e-3)", minimum=POSITIVE)
     gamma: str = field("auto", "latent bandwidth: auto = Silverman (1.06 sigma n^-1/5)^2 from the std of the "
-                               "encoded training images and the batch size; silverman = per batch; or a number")
+                               "encoded training images (in LG's standardised coordinates, so sigma = 1) and "
+                               "the batch size; silverman = per batch; or a number")
     seed: int = field(0, "seed of LG's initialisation, the noise and the data order")
 
 
@@ -80,25 +81,27 @@ def train_latent(cfg: LatentConfig) -> dict:
     table = defaults.stage2(stage1.data, images.shape)
     cfg = dataclasses.replace(cfg, out=cfg.out or f"{cfg.ae}/latent",
                               **{k: table[k] for k in table if getattr(cfg, k) is None})
-    latents = datasets.ImageData("latents", encode(autoencoder.encoder, images.train, device, cfg.workers),
-                                 encode(autoencoder.encoder, images.heldout, device, cfg.workers))
+    torch.manual_seed(cfg.seed)
+    lg = LatentGenerator(cfg.noise, autoencoder.latent).to(device)
+    encoded = encode(autoencoder.encoder, images.train, device, cfg.workers)
+    lg.set_coordinates(encoded)
+    latents = datasets.ImageData("latents", lg.standardise(encoded),
+                                 lg.standardise(encode(autoencoder.encoder, images.heldout, device, cfg.workers)))
     latent_std = latents.train.double().std().item()
     gamma = parse_gamma(cfg.gamma, lcw_fast.silverman_gamma(latent_std, cfg.batch_size))
     run = Run(cfg.out)
     if not cfg.resume:
         run.metrics_path.unlink(missing_ok=True)
-    run.write_config({**dataclasses.asdict(cfg), "stage": 2, "latent_std": latent_std, "gamma_value": gamma})
-
-    torch.manual_seed(cfg.seed)
-    lg = LatentGenerator(cfg.noise, autoencoder.latent).to(device)
+    run.write_config({**dataclasses.asdict(cfg), "stage": 2, "latent_std": latent_std, "gamma_value": gamma,
+                      "encoding_std": lg.std.tolist()})
     val_noise = metric_noise(cfg.noise, device, len(latents.heldout))
 
-    def loss(encoded, rng):
-        noise = torch.randn(len(encoded), cfg.noise, generator=rng).to(device)
-        return latent_trick_loss(lg(noise), encoded, gamma)
+    def loss(standardised, rng):
+        noise = torch.randn(len(standardised), cfg.noise, generator=rng).to(device)
+        return latent_trick_loss(lg.net(noise), standardised, gamma)
 
     def validate():
-        return {"val_loss": latent_trick_loss(lg(val_noise), latents.heldout, gamma).item()}
+        return {"val_loss": latent_trick_loss(lg.net(val_noise), latents.heldout, gamma).item()}
 
     stage = Stage({"lg": lg}, lg, loss, validate)
     loop = LoopConfig(steps=datasets.steps(cfg.epochs, len(latents), cfg.batch_size), lr=cfg.lr, seed=cfg.seed,

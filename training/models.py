@@ -81,9 +81,30 @@ class Autoencoder(nn.Module):
         return self.decoder(z), z
 
 
-class LatentGenerator(nn.Sequential):
-    """LG: (B, noise) -> (B, latent): layers x (Linear width, BatchNorm, ReLU) -> Linear(latent)."""
+class LatentGenerator(nn.Module):
+    """LG: (B, noise) -> (B, latent): layers x (Linear width, BatchNorm, ReLU) -> Linear(latent).
+
+    The network works in standardised latent coordinates: LG(z) = mean + std * net(z), with `mean`
+    and `std` (buffers, saved with the weights) the per-dimension statistics of the encoded training
+    images (set_coordinates). Stage 2 compares net(z') with standardise(E(x)), so one bandwidth fits
+    every latent dimension however unevenly the encoder spreads them.
+    """
 
     def __init__(self, noise: int, latent: int, width: int = 512, layers: int = 5):
+        super().__init__()
         self.noise, self.latent = noise, latent
-        super().__init__(*_mlp(noise, layers, width, latent, batch_norm=True))
+        self.net = nn.Sequential(*_mlp(noise, layers, width, latent, batch_norm=True))
+        self.register_buffer("mean", torch.zeros(latent))
+        self.register_buffer("std", torch.ones(latent))
+
+    @torch.no_grad()
+    def set_coordinates(self, encodings: torch.Tensor) -> None:
+        """Per-dimension mean and std of (N, latent) encodings."""
+        self.mean.copy_(encodings.mean(0))
+        self.std.copy_(encodings.std(0).clamp_min(1e-6))
+
+    def standardise(self, encodings: torch.Tensor) -> torch.Tensor:
+        return (encodings - self.mean) / self.std
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mean + self.std * self.net(z)
