@@ -77,14 +77,16 @@ def validate(config) -> None:
             raise ConfigError(f"--{f.name.replace('_', '-')} must be {'>=' if inclusive else '>'} {bound}, got {value}")
 
 
-def run_cli(function, config):
-    """Calls function(config) for a CLI: a bad flag value or a folder that is not a run becomes a
-    one-line error."""
+def run_cli(function, *args):
+    """Calls function(*args) for a CLI: a bad flag value, missing data, a folder that is not a run or a
+    non-finite loss becomes a one-line error."""
+    from .data import DataUnavailable
+    from .loop import NonFiniteLoss
     from .runs import NotARun
 
     try:
-        return function(config)
-    except (ConfigError, NotARun) as error:
+        return function(*args)
+    except (ConfigError, DataUnavailable, NotARun, NonFiniteLoss) as error:
         fail(str(error))
 
 

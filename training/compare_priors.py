@@ -7,6 +7,7 @@ kernel metric of D(z), z ~ N(0, I), of D(LG(z')) and of the reconstructions D(E(
 """
 import argparse
 
+from .cli import run_cli
 from .demo import two_stages
 from .objectives import STAGE1
 
@@ -23,8 +24,8 @@ def main(argv=None) -> None:
     rows = []
     for objective in args.objectives:
         for seed in args.seeds:
-            first, second = two_stages(f"{args.out}/{objective}-seed{seed}", objective, seed, args.device,
-                                       args.threads, False)
+            first, second = run_cli(two_stages, f"{args.out}/{objective}-seed{seed}", objective, seed,
+                                    args.device, args.threads, False)
             rows.append((objective, seed, first["heldout_metric"], second["heldout_metric"],
                          first["heldout_metric_reconstructions"]))
     print(f"\nheld-out kernel metric on mnist5k (gamma {first['metric_gamma']:.5f}; lower is better)")

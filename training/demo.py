@@ -9,6 +9,7 @@ of D(z), z ~ N(0, I) against D(LG(z')).
 import argparse
 import time
 
+from .cli import run_cli
 from .latent import LatentConfig, train_latent
 from .train import AutoencoderConfig, train_autoencoder
 
@@ -32,7 +33,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of PyTorch (the MLPs gain nothing from more)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    first, second = two_stages(args.out, "cw2", args.seed, args.device, args.threads)
+    first, second = run_cli(two_stages, args.out, "cw2", args.seed, args.device, args.threads)
     print(f"\nmnist5k, CW² + Latent Trick, {time.perf_counter() - start:.0f} s. Held-out kernel metric "
           f"(cw_distance to 1,000 held-out digits, gamma {first['metric_gamma']:.5f}; lower is better):\n"
           f"  D(z),      z ~ N(0, I):  {first['heldout_metric']:.5f}\n"

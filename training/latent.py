@@ -17,9 +17,9 @@ import lcw_fast
 
 from . import data as datasets
 from . import defaults, plots
-from .cli import POSITIVE, RunOptions, config_from_args, fail, field, restore, run_cli
+from .cli import POSITIVE, ConfigError, RunOptions, config_from_args, field, restore, run_cli
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
-from .loop import LoopConfig, NonFiniteLoss, Stage, fit
+from .loop import LoopConfig, Stage, fit
 from .models import LatentGenerator
 from .objectives import latent_trick_loss
 from .runs import Run
@@ -65,12 +65,12 @@ def train_latent(cfg: LatentConfig) -> dict:
     """Trains stage 2 as configured; returns the summary (also the last line of metrics.jsonl)."""
     if cfg.resume:
         if cfg.out is None and cfg.ae is None:
-            fail("--resume needs --out (or --ae), the stage-2 run folder to continue")
+            raise ConfigError("--resume needs --out (or --ae), the stage-2 run folder to continue")
         stored = Run(cfg.out or f"{cfg.ae}/latent").config()
         cfg = restore(LatentConfig, stored, resume=True, epochs=cfg.epochs or stored["epochs"],
                       device=cfg.device, threads=cfg.threads, progress=cfg.progress)
     if cfg.ae is None:
-        fail("--ae (the stage-1 run folder) is required")
+        raise ConfigError("--ae (the stage-1 run folder) is required")
     device = pick_device(cfg.device, cfg.threads)
     ae_run = Run(cfg.ae)
     stage1 = restore(AutoencoderConfig, ae_run.config(), device=cfg.device, workers=cfg.workers)
@@ -90,10 +90,8 @@ def train_latent(cfg: LatentConfig) -> dict:
     latent_std = latents.train.double().std().item()
     gamma = parse_gamma(cfg.gamma, lcw_fast.silverman_gamma(latent_std, cfg.batch_size))
     run = Run(cfg.out)
-    if not cfg.resume:
-        run.metrics_path.unlink(missing_ok=True)
-    run.write_config({**dataclasses.asdict(cfg), "stage": 2, "latent_std": latent_std, "gamma_value": gamma,
-                      "encoding_std": lg.std.tolist()})
+    run.start({**dataclasses.asdict(cfg), "stage": 2, "latent_std": latent_std, "gamma_value": gamma,
+               "encoding_std": lg.std.tolist()}, cfg.resume)
     val_noise = metric_noise(cfg.noise, device, len(latents.heldout))
 
     def loss(standardised, rng):
@@ -106,11 +104,8 @@ def train_latent(cfg: LatentConfig) -> dict:
     stage = Stage({"lg": lg}, lg, loss, validate)
     loop = LoopConfig(steps=datasets.steps(cfg.epochs, len(latents), cfg.batch_size), lr=cfg.lr, seed=cfg.seed,
                       eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every, amp=cfg.amp, progress=cfg.progress)
-    try:
-        final = fit(stage, lambda start: datasets.batches(latents, start, cfg.batch_size, cfg.seed, device),
-                    loop, run, device, cfg.resume)
-    except NonFiniteLoss as error:
-        fail(str(error))
+    final = fit(stage, lambda start: datasets.batches(latents, start, cfg.batch_size, cfg.seed, device),
+                loop, run, device, cfg.resume)
 
     gamma_m = metric_gamma(ae_run.config()["pixel_std"])
     samples = map_batched(lambda z: autoencoder.decoder(lg(z)), metric_noise(cfg.noise, device))

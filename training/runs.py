@@ -18,7 +18,10 @@ class Run:
         self.path = Path(path)
         self.metrics_path = self.path / "metrics.jsonl"
 
-    def write_config(self, config: dict) -> None:
+    def start(self, config: dict, resume: bool) -> None:
+        """Writes config.json; a fresh start (not `resume`) also drops the metrics of an earlier run."""
+        if not resume:
+            self.metrics_path.unlink(missing_ok=True)
         _atomic(self.path / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
 
     def config(self) -> dict:

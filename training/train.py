@@ -13,9 +13,9 @@ import lcw_fast
 
 from . import data as datasets
 from . import defaults, plots
-from .cli import NON_NEGATIVE, POSITIVE, RunOptions, config_from_args, fail, field, restore, run_cli
+from .cli import NON_NEGATIVE, POSITIVE, ConfigError, RunOptions, config_from_args, field, restore, run_cli
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
-from .loop import LoopConfig, NonFiniteLoss, Stage, fit
+from .loop import LoopConfig, Stage, fit
 from .models import Autoencoder
 from .objectives import STAGE1, autoencoder_loss, squared_error
 from .runs import Run
@@ -57,16 +57,16 @@ def parse_gamma(value: str, auto: float):
     try:
         gamma = float(value)
     except ValueError:
-        fail(f"--gamma must be auto, silverman or a number, got {value!r}")
+        raise ConfigError(f"--gamma must be auto, silverman or a number, got {value!r}") from None
     if not 0 < gamma < float("inf"):
-        fail(f"--gamma must be positive and finite, got {value}")
+        raise ConfigError(f"--gamma must be positive and finite, got {value}")
     return gamma
 
 
 def resolve(cfg: AutoencoderConfig, shape) -> AutoencoderConfig:
     """cfg with every None filled in from training.defaults."""
     if cfg.objective not in STAGE1:
-        fail(f"--objective must be one of {', '.join(STAGE1)}, got {cfg.objective!r}")
+        raise ConfigError(f"--objective must be one of {', '.join(STAGE1)}, got {cfg.objective!r}")
     table = defaults.stage1(cfg.data, shape, cfg.objective)
     filled = {k: table[k] for k in table if getattr(cfg, k) is None}
     out = cfg.out or f"runs/{cfg.data.replace(':', '-').replace('/', '_')}-{cfg.objective}"
@@ -74,10 +74,7 @@ def resolve(cfg: AutoencoderConfig, shape) -> AutoencoderConfig:
 
 
 def load_data(cfg, device: torch.device) -> datasets.ImageData:
-    try:
-        return datasets.load(cfg.data, cfg.data_root, workers=cfg.workers).to(device)
-    except datasets.DataUnavailable as error:
-        fail(str(error))
+    return datasets.load(cfg.data, cfg.data_root, workers=cfg.workers).to(device)
 
 
 def load_autoencoder(run: Run, device: torch.device, checkpoint: str = "last") -> Autoencoder:
@@ -93,7 +90,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
     device = pick_device(cfg.device, cfg.threads)
     if cfg.resume:
         if cfg.out is None:
-            fail("--resume needs --out, the run folder to continue")
+            raise ConfigError("--resume needs --out, the run folder to continue")
         stored = Run(cfg.out).config()
         cfg = restore(AutoencoderConfig, stored, resume=True, epochs=cfg.epochs or stored["epochs"],
                       device=cfg.device, threads=cfg.threads, progress=cfg.progress)
@@ -102,10 +99,8 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
     std = datasets.pixel_std(data)
     gamma = parse_gamma(cfg.gamma, lcw_fast.silverman_gamma(std, cfg.batch_size))
     run = Run(cfg.out)
-    if not cfg.resume:
-        run.metrics_path.unlink(missing_ok=True)
-    run.write_config({**dataclasses.asdict(cfg), "stage": 1, "shape": list(data.shape), "pixel_std": std,
-                      "gamma_value": gamma})
+    run.start({**dataclasses.asdict(cfg), "stage": 1, "shape": list(data.shape), "pixel_std": std,
+               "gamma_value": gamma}, cfg.resume)
 
     torch.manual_seed(cfg.seed)
     model = Autoencoder(data.shape, cfg.latent).to(device)
@@ -125,11 +120,8 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
     stage = Stage({"autoencoder": model}, model, loss, validate)
     loop = LoopConfig(steps=datasets.steps(cfg.epochs, len(data), cfg.batch_size), lr=cfg.lr, seed=cfg.seed,
                       eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every, amp=cfg.amp, progress=cfg.progress)
-    try:
-        final = fit(stage, lambda start: datasets.batches(data, start, cfg.batch_size, cfg.seed, device,
-                                                          cfg.workers), loop, run, device, cfg.resume)
-    except NonFiniteLoss as error:
-        fail(str(error))
+    final = fit(stage, lambda start: datasets.batches(data, start, cfg.batch_size, cfg.seed, device, cfg.workers),
+                loop, run, device, cfg.resume)
 
     gamma_m = metric_gamma(std)
     samples = map_batched(model.decoder, metric_noise(cfg.latent, device))
