@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 
 import torch
@@ -28,6 +27,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import lcw_fast  # noqa: E402
+from benchmarks.run import device_name, git_commit  # noqa: E402
 from lcw_fast import reference  # noqa: E402
 from helpers import cw_distance_scale, cw_normality_scale, errors  # noqa: E402
 
@@ -124,14 +124,16 @@ def data_space(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"),
+                        help="folder for the JSON file (default: benchmarks/results)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("needs a CUDA GPU")
     torch.manual_seed(0)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-               "commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "accuracy": []}
+    commit, dirty = git_commit()  # honours LCW_FAST_GIT_COMMIT: device copies of the tree have no .git
+    results = {"device": device_name(torch.device("cuda")), "torch": torch.__version__, "triton": triton.__version__,
+               "commit": commit, "dirty": dirty, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+               "accuracy": []}
     for part in (latent, scale, data_space):
         part(results)
         torch.cuda.empty_cache()
