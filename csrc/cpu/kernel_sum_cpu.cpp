@@ -31,6 +31,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../op_checks.h"
 #include "round_robin.h"
 #include "tile_loops.h"
 
@@ -400,18 +401,10 @@ std::tuple<at::Tensor, at::Tensor> pair_grad(const Sample<T>& x, const Sample<T>
 
 void check_sample(const char* op, const char* name, const at::Tensor& t) {
   TORCH_CHECK(t.device().is_cpu(), "lcw_fast::", op, ": ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.dim() == 2, "lcw_fast::", op, ": ", name, " must be 2-D of shape (n, D), got shape ", t.sizes());
+  check_shape(op, name, t);
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "lcw_fast::", op, ": ", name,
               " must be float32 or float64 on the CPU, got ", t.scalar_type(),
               " (convert half precision to float32 first, as lcw_fast.cw_distance does)");
-  TORCH_CHECK(t.size(1) >= 2, "lcw_fast::", op, ": ", name, " must have dimension D >= 2, got D = ", t.size(1));
-}
-
-void check_args(const char* op, double gamma, c10::string_view precision) {
-  TORCH_CHECK(std::isfinite(gamma) && gamma > 0.0, "lcw_fast::", op, ": gamma must be positive and finite, got ",
-              gamma);
-  TORCH_CHECK(precision == "default" || precision == "fast", "lcw_fast::", op,
-              ": precision must be 'default' or 'fast', got '", precision, "'");
 }
 
 void check_pair(const char* op, const at::Tensor& x, const at::Tensor& y) {
@@ -419,8 +412,7 @@ void check_pair(const char* op, const at::Tensor& x, const at::Tensor& y) {
   check_sample(op, "y", y);
   TORCH_CHECK(x.scalar_type() == y.scalar_type(), "lcw_fast::", op, ": x and y must have the same dtype, got ",
               x.scalar_type(), " and ", y.scalar_type());
-  TORCH_CHECK(x.size(1) == y.size(1), "lcw_fast::", op, ": x and y must have the same dimension D, got ",
-              x.size(1), " and ", y.size(1));
+  check_same_dim(op, x, y);
 }
 
 template <typename T>
@@ -446,7 +438,7 @@ at::Tensor nan_grad(const Sample<T>& x) {
 
 at::Tensor kernel_sum(const at::Tensor& x, const at::Tensor& y, double gamma, c10::string_view precision) {
   check_pair("kernel_sum", x, y);
-  check_args("kernel_sum", gamma, precision);
+  check_scalars("kernel_sum", gamma, precision);
   double total = 0.0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum", [&] {
     const Sample<scalar_t> xs(x), ys(y);
@@ -457,7 +449,7 @@ at::Tensor kernel_sum(const at::Tensor& x, const at::Tensor& y, double gamma, c1
 
 at::Tensor kernel_sum_self(const at::Tensor& x, double gamma, c10::string_view precision) {
   check_sample("kernel_sum_self", "x", x);
-  check_args("kernel_sum_self", gamma, precision);
+  check_scalars("kernel_sum_self", gamma, precision);
   double total = 0.0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_self", [&] {
     const Sample<scalar_t> xs(x);
@@ -468,7 +460,7 @@ at::Tensor kernel_sum_self(const at::Tensor& x, double gamma, c10::string_view p
 
 at::Tensor kernel_sum_grad(const at::Tensor& x, const at::Tensor& y, double gamma, c10::string_view precision) {
   check_pair("kernel_sum_grad", x, y);
-  check_args("kernel_sum_grad", gamma, precision);
+  check_scalars("kernel_sum_grad", gamma, precision);
   at::Tensor grad;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_grad", [&] {
     const Sample<scalar_t> xs(x), ys(y);
@@ -480,7 +472,7 @@ at::Tensor kernel_sum_grad(const at::Tensor& x, const at::Tensor& y, double gamm
 std::tuple<at::Tensor, at::Tensor> kernel_sum_grad_pair(const at::Tensor& x, const at::Tensor& y, double gamma,
                                                         c10::string_view precision) {
   check_pair("kernel_sum_grad_pair", x, y);
-  check_args("kernel_sum_grad_pair", gamma, precision);
+  check_scalars("kernel_sum_grad_pair", gamma, precision);
   std::tuple<at::Tensor, at::Tensor> grads;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_grad_pair", [&] {
     const Sample<scalar_t> xs(x), ys(y);
@@ -492,7 +484,7 @@ std::tuple<at::Tensor, at::Tensor> kernel_sum_grad_pair(const at::Tensor& x, con
 
 at::Tensor kernel_sum_self_grad(const at::Tensor& x, double gamma, c10::string_view precision) {
   check_sample("kernel_sum_self_grad", "x", x);
-  check_args("kernel_sum_self_grad", gamma, precision);
+  check_scalars("kernel_sum_self_grad", gamma, precision);
   at::Tensor grad;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_self_grad", [&] {
     const Sample<scalar_t> xs(x);

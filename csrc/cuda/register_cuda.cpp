@@ -1,7 +1,6 @@
 // CUDA kernels of the lcw_fast ops (schemas in csrc/lcw_fast.cpp): argument checks, the device
 // guard, the compute dtype (float16/bfloat16 are computed in float32, float64 in float64), and the
 // choice between the fused small-D kernels and the cuBLAS Gram path by D.
-#include <cmath>
 #include <tuple>
 
 #include <ATen/core/Tensor.h>
@@ -9,36 +8,27 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include "../op_checks.h"
 #include "kernels.h"
 #include "paths.h"
 
 namespace lcw_fast::cuda {
 namespace {
 
-void check_sample(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.is_cuda(), "lcw_fast CUDA kernels: ", name, " must be a CUDA tensor, got ", t.device());
-  TORCH_CHECK(t.dim() == 2, name, " must be 2-D (n, D), got ", t.dim(), "-D");
-  TORCH_CHECK(t.size(0) >= 1 && t.size(1) >= 2, name, " must have n >= 1 rows and D >= 2 columns, got shape ",
-              t.sizes());
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), name, " must be float16, bfloat16, float32 or float64, got ",
-              t.scalar_type());
+void check_sample(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(t.is_cuda(), "lcw_fast::", op, ": ", name, " must be a CUDA tensor, got ", t.device());
+  check_shape(op, name, t);
+  TORCH_CHECK(t.size(0) >= 1, "lcw_fast::", op, ": ", name, " must have n >= 1 rows, got shape ", t.sizes());
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), "lcw_fast::", op, ": ", name,
+              " must be float16, bfloat16, float32 or float64, got ", t.scalar_type());
 }
 
-void check_pair(const at::Tensor& x, const at::Tensor& y) {
-  check_sample(x, "x");
-  check_sample(y, "y");
-  TORCH_CHECK(x.device() == y.device(), "x and y must be on one device, got ", x.device(), " and ", y.device());
-  TORCH_CHECK(x.size(1) == y.size(1), "x and y must have the same D, got ", x.size(1), " and ", y.size(1));
-}
-
-void check_gamma(double gamma) {
-  TORCH_CHECK(std::isfinite(gamma) && gamma > 0.0, "gamma must be a positive finite number, got ", gamma);
-}
-
-bool is_fast(c10::string_view precision) {
-  TORCH_CHECK(precision == "default" || precision == "fast", "precision must be 'default' or 'fast', got '",
-              precision, "'");
-  return precision == "fast";
+void check_pair(const char* op, const at::Tensor& x, const at::Tensor& y) {
+  check_sample(op, "x", x);
+  check_sample(op, "y", y);
+  TORCH_CHECK(x.device() == y.device(), "lcw_fast::", op, ": x and y must be on one device, got ", x.device(),
+              " and ", y.device());
+  check_same_dim(op, x, y);
 }
 
 at::Tensor as_compute(const at::Tensor& t, at::ScalarType dtype) { return t.to(dtype).contiguous(); }
@@ -66,21 +56,18 @@ at::Tensor grad_op(const at::Tensor& x, const at::Tensor& y, bool self, double g
 }
 
 at::Tensor kernel_sum(const at::Tensor& x, const at::Tensor& y, double gamma, c10::string_view precision) {
-  check_pair(x, y);
-  check_gamma(gamma);
-  return sum_op(x, y, false, gamma, is_fast(precision));
+  check_pair("kernel_sum", x, y);
+  return sum_op(x, y, false, gamma, check_scalars("kernel_sum", gamma, precision));
 }
 
 at::Tensor kernel_sum_self(const at::Tensor& x, double gamma, c10::string_view precision) {
-  check_sample(x, "x");
-  check_gamma(gamma);
-  return sum_op(x, x, true, gamma, is_fast(precision));
+  check_sample("kernel_sum_self", "x", x);
+  return sum_op(x, x, true, gamma, check_scalars("kernel_sum_self", gamma, precision));
 }
 
 at::Tensor kernel_sum_grad(const at::Tensor& x, const at::Tensor& y, double gamma, c10::string_view precision) {
-  check_pair(x, y);
-  check_gamma(gamma);
-  return grad_op(x, y, false, gamma, is_fast(precision));
+  check_pair("kernel_sum_grad", x, y);
+  return grad_op(x, y, false, gamma, check_scalars("kernel_sum_grad", gamma, precision));
 }
 
 // Both cross gradients as the two single-gradient calls: each rebuilds the cross Gram blocks. A
@@ -91,9 +78,8 @@ std::tuple<at::Tensor, at::Tensor> kernel_sum_grad_pair(const at::Tensor& x, con
 }
 
 at::Tensor kernel_sum_self_grad(const at::Tensor& x, double gamma, c10::string_view precision) {
-  check_sample(x, "x");
-  check_gamma(gamma);
-  return grad_op(x, x, true, gamma, is_fast(precision));
+  check_sample("kernel_sum_self_grad", "x", x);
+  return grad_op(x, x, true, gamma, check_scalars("kernel_sum_self_grad", gamma, precision));
 }
 
 }  // namespace
