@@ -32,7 +32,7 @@ import triton.language as tl
 
 from . import ops
 from .backends import triton_interpreted
-from .validation import check_precision
+from .validation import check_pair, check_precision
 
 POISON = os.environ.get("LCW_FAST_POISON", "0") == "1"
 INTERPRETED = triton_interpreted()
@@ -211,10 +211,7 @@ def _prepare(x, y, precision):
     check_precision(precision)
     if x.device.type != "cuda" and not INTERPRETED:
         raise ValueError(f"the Triton backend needs CUDA tensors (or TRITON_INTERPRET=1), got x on {x.device}")
-    if x.device != y.device:
-        raise ValueError(f"x and y must be on the same device, got {x.device} and {y.device}")
-    if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"x and y must be (n, D) and (m, D), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    check_pair(x, y)
     dtype = torch.promote_types(x.dtype, y.dtype)
     compute = tl.float64 if dtype == torch.float64 else tl.float32
     if INTERPRETED or compute == tl.float64:
