@@ -8,7 +8,6 @@ only grows, so later backends include earlier ones).
 """
 import argparse
 import json
-import platform
 import resource
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 import lcw_fast
+from benchmarks.run import device_name, git_commit
 
 from .models import Autoencoder
 from .objectives import autoencoder_loss
@@ -71,14 +71,16 @@ def main(argv=None) -> None:
     device = pick_device(args.device)
     results = [measure(b, args.batch_size, args.steps, args.warmup, args.latent, args.lam, device, args.amp)
                for b in args.backends]
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    machine = device_name(device)
     for r in results:
         print(f"{r['backend']:10} {r['images_per_s']:10.1f} images/s   peak memory "
               f"{r['peak_memory_bytes'] / 2 ** 30:7.2f} GiB   ({machine}, batch {args.batch_size}, amp {args.amp})")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "torch": torch.__version__, **vars(args), "results": results}, f, indent=2)
+            commit, dirty = git_commit()
+            json.dump({"machine": machine, "torch": torch.__version__, "commit": commit, "dirty": dirty, **vars(args),
+                       "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":
