@@ -1,6 +1,8 @@
-"""Materialising pure-PyTorch reference: the paper's code path, used by tests and benchmarks.
+"""Pure-PyTorch references, used by tests and benchmarks.
 
-Every function here builds the full (n, m) matrix of squared distances, so memory grows as n * m.
+The plain functions are the materialising reference, the paper's code path: they build the full
+(n, m) matrix of squared distances, so memory grows as n * m (and the backward of the exact cdist
+as n * m * D).
 With `exact=True` the distances are computed from differences (no Gram cancellation); with
 `exact=False` they come from `torch.cdist(x, y) ** 2` at PyTorch's default settings, which is what
 the paper's public code does and what the benchmarks compare against.
@@ -41,3 +43,81 @@ def cw_normality(z: torch.Tensor, gamma: float, exact: bool = True) -> torch.Ten
     c = 2 * dim - 3
     to_prior = torch.rsqrt(gamma + 0.5 + (z * z).sum(1) / c).mean()
     return C0 * (kernel_sum(z, z, gamma, exact) / n**2 + (1.0 + gamma) ** -0.5 - 2.0 * to_prior)
+
+
+# Bounded-memory float64 reference: the same sums and gradients, one (block, block) tile at a time.
+
+BLOCK = 512
+
+
+class _BlockedKernelSum(torch.autograd.Function):
+    """sum_ij k(|x_i - y_j|^2) in float64 over (block, block) tiles; backward recomputes the tiles.
+
+    Extra memory O(block^2 + (n + m) D): no (n, m) or (n, m, D) buffer is ever built. Distances come
+    from float64 Gram tiles of the inputs centred by their common mean (translation invariance).
+    """
+
+    @staticmethod
+    def forward(ctx, x, y, gamma, block):
+        ctx.save_for_backward(x, y)
+        ctx.gamma, ctx.block = gamma, block
+        total = x.new_zeros((), dtype=torch.float64)
+        for _, _, k, _ in _tiles(x, y, gamma, block, with_weights=False):
+            total += k.sum()
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        need_x, need_y = ctx.needs_input_grad[:2]
+        gx = torch.zeros_like(x, dtype=torch.float64) if need_x else None
+        gy = torch.zeros_like(y, dtype=torch.float64) if need_y else None
+        for (i, xi), (j, yj), _, w in _tiles(x, y, ctx.gamma, ctx.block, with_weights=True):
+            # d/dx_i sum_j k(d_ij) = 2 sum_j w_ij (x_i - y_j), w = k'(d)
+            if need_x:
+                gx[i:i + len(xi)] += 2.0 * (xi * w.sum(1, keepdim=True) - w @ yj)
+            if need_y:
+                gy[j:j + len(yj)] += 2.0 * (yj * w.sum(0).unsqueeze(1) - w.t() @ xi)
+        grad = grad.double()
+        return (None if gx is None else (gx * grad).to(x.dtype),
+                None if gy is None else (gy * grad).to(y.dtype), None, None)
+
+
+def _tiles(x, y, gamma, block, with_weights):
+    """Yields ((i, x tile), (j, y tile), k tile, w tile or None) over every (block, block) tile, float64."""
+    xd, yd = x.detach().double(), y.detach().double()
+    mean = (xd.sum(0) + yd.sum(0)) / (len(xd) + len(yd))
+    xd, yd = xd - mean, yd - mean
+    c = 2 * x.shape[1] - 3
+    x_sq, y_sq = xd.square().sum(1), yd.square().sum(1)
+    for i in range(0, len(xd), block):
+        xi = xd[i:i + block]
+        for j in range(0, len(yd), block):
+            yj = yd[j:j + block]
+            d = (x_sq[i:i + block, None] + y_sq[None, j:j + block] - 2.0 * xi @ yj.t()).clamp_min_(0.0)
+            k = torch.rsqrt(gamma + d / c)
+            w = -k.pow(3) / (2 * c) if with_weights else None
+            yield (i, xi), (j, yj), k, w
+
+
+def kernel_sum_blocked(x: torch.Tensor, y: torch.Tensor, gamma: float, block: int = BLOCK) -> torch.Tensor:
+    """sum_ij k(|x_i - y_j|^2) -> 0-dim float64, differentiable, extra memory O(block^2 + (n + m) D).
+
+    Pass the same tensor twice for a self-sum: autograd adds the gradients of both arguments.
+    """
+    return _BlockedKernelSum.apply(x, y, float(gamma), int(block))
+
+
+def cw_distance_blocked(x: torch.Tensor, y: torch.Tensor, gamma: float, block: int = BLOCK) -> torch.Tensor:
+    """cw_distance in float64 with bounded memory (see kernel_sum_blocked) -> 0-dim float64."""
+    n, m = x.shape[0], y.shape[0]
+    return C0 * (kernel_sum_blocked(x, x, gamma, block) / n**2 + kernel_sum_blocked(y, y, gamma, block) / m**2
+                 - 2.0 * kernel_sum_blocked(x, y, gamma, block) / (n * m))
+
+
+def cw_normality_blocked(z: torch.Tensor, gamma: float, block: int = BLOCK) -> torch.Tensor:
+    """cw_normality in float64 with bounded memory (see kernel_sum_blocked) -> 0-dim float64."""
+    n, dim = z.shape
+    zd = z.double()
+    to_prior = torch.rsqrt(gamma + 0.5 + zd.square().sum(1) / (2 * dim - 3)).mean()
+    return C0 * (kernel_sum_blocked(z, z, gamma, block) / n**2 + (1.0 + gamma) ** -0.5 - 2.0 * to_prior)
