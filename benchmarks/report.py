@@ -20,8 +20,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 COLUMNS = (
     "suite", "workload", "provider", "backend", "mode", "dtype", "pass", "n", "m", "D", "status", "reason",
     "repeats", "median_ms", "q20_ms", "q80_ms", "min_ms", "max_ms", "peak_mem_bytes", "extra_mem_bytes",
-    "flops", "bytes", "tflops", "ceiling", "ceiling_tflops", "roofline_ms", "roofline_fraction",
-    "warmup_ms", "times_ms",
+    "flops", "bytes", "exec_tensor_flops", "min_tensor_flops", "exec_mufu", "min_mufu", "exec_bytes", "min_bytes",
+    "terms", "tflops", "ceiling", "ceiling_tflops", "executed_ms", "executed_fraction", "roofline_ms",
+    "roofline_fraction", "warmup_ms", "times_ms",
 )
 SUMMARY_PASS = "fwd+bwd"
 PLOTS = ("time_vs_n.png", "speedup_vs_reference.png", "memory_vs_n.png")

@@ -28,4 +28,7 @@ TORCH_LIBRARY(lcw_fast, m) {
   m.def("kernel_sum_grad(Tensor x, Tensor y, float gamma, str precision=\"default\") -> Tensor");
   m.def("kernel_sum_self_grad(Tensor x, float gamma, str precision=\"default\") -> Tensor");
   m.def("kernel_sum_grad_pair(Tensor x, Tensor y, float gamma, str precision=\"default\") -> (Tensor, Tensor)");
+  m.def("kernel_sum_value_grad(Tensor x, Tensor y, float gamma, str precision=\"default\") -> (Tensor, Tensor)");
+  m.def("kernel_sum_value_grad_pair(Tensor x, Tensor y, float gamma, str precision=\"default\") -> (Tensor, Tensor, Tensor)");
+  m.def("kernel_sum_self_value_grad(Tensor x, float gamma, str precision=\"default\") -> (Tensor, Tensor)");
 }

@@ -115,9 +115,70 @@ def test_roofline_counts_by_hand():
     assert roofline.ceiling_for("bf16", CEILINGS) == "bf16"
     best = roofline.best_ceilings(CEILINGS, {**CEILINGS, "fp32_tflops": 4.0, "copy_gbps": 5.0})
     assert best == {**CEILINGS, "fp32_tflops": 4.0}
-    row = roofline.add_roofline({"mode": "default", "flops": 4e12, "bytes": 0.0, "median_ms": 2000.0}, best)
-    assert row["roofline_ms"] == pytest.approx(1000.0) and row["roofline_fraction"] == pytest.approx(0.5)
-    assert row["tflops"] == pytest.approx(2.0) and row["ceiling"] == "fp32"
+
+
+def _row(**kw):
+    row = {"workload": "normality", "backend": "cpu", "mode": "default", "dtype": "float32", "pass": "fwd+bwd",
+           "n": 3, "m": 3, "D": 4, "median_ms": 1.0}
+    return {**row, **kw}
+
+
+def test_executed_work_per_schedule_and_precision_by_hand():
+    # normality, n = 3, D = 4 on a GPU backend in "default" (3xTF32: 3 terms per product):
+    # one pass over the 6 unordered pairs: Gram 2D * 3 plus W.Y on 2 sides 2 * 2D * 3 per pair
+    w = roofline.work("normality", 3, 3, 4, 4, backend="cuda", mode="default", device_type="cuda")
+    assert w["fwd"] == (6 * 8 * 3, 6, 3 * 4 * 4)
+    assert w["fwd+bwd"] == (6 * 8 * (3 + 2 * 3), 6, 3 * 3 * 4 * 4) and w["bwd"].tensor_flops == 0
+    # recompute: the forward's triangle, then a backward over all 9 ordered pairs, one side each
+    w = roofline.work("normality", 3, 3, 4, 4, backend="cuda", mode="default", device_type="cuda",
+                      schedule="recompute")
+    assert w["fwd+bwd"].tensor_flops == 6 * 8 * 3 + 9 * 8 * (3 + 3) and w["fwd+bwd"].mufu == 6 + 9
+    # the reference: no symmetry, one SGEMM term
+    w = roofline.work("normality", 3, 3, 4, 4, backend="reference", mode="default", device_type="cuda")
+    assert w["fwd"].tensor_flops == 9 * 8 and w["fwd+bwd"].tensor_flops == 9 * 8 + 9 * 8 * 2
+    # bf16: one Gram term, two W.Y terms (W hi/lo, Y exact); the CPU: one term in every mode
+    w = roofline.work("normality", 3, 3, 4, 2, backend="triton", mode="bf16", device_type="cuda")
+    assert w["fwd+bwd"].tensor_flops == 6 * 8 * (1 + 2 * 2)
+    w = roofline.work("normality", 3, 3, 4, 4, backend="cpu", mode="default", device_type="cpu")
+    assert w["fwd+bwd"].tensor_flops == 6 * 8 * (1 + 2)
+    # distance n = 2, m = 3, "fast": xx value (3 pairs), yy both sides (6 pairs), xy one side (6 pairs)
+    w = roofline.work("distance", 2, 3, 4, 4, backend="cuda", mode="fast", device_type="cuda")
+    assert w["fwd"].tensor_flops == (3 + 6 + 6) * 8
+    assert w["fwd+bwd"].tensor_flops == 3 * 8 + 6 * 8 * 3 + 6 * 8 * 2 and w["fwd+bwd"].mufu == 15
+    # large D on a GPU backend: the scratch round trips per visited pair on top of the compulsory bytes
+    w = roofline.work("normality", 3, 3, 300, 4, backend="cuda", mode="default", device_type="cuda")
+    compulsory = roofline.op_cost("normality", 3, 3, 300, 4)
+    assert w["fwd"].bytes == 6 * 12 + compulsory["fwd"].bytes
+    assert w["fwd+bwd"].bytes == 6 * (12 + 4 + 2 * 12) + compulsory["fwd+bwd"].bytes
+    least = roofline.minimum_work("normality", 3, 3, 300, 4, backend="cuda", mode="default", device_type="cuda")
+    assert least["fwd+bwd"] == (w["fwd+bwd"].tensor_flops, 6, compulsory["fwd+bwd"].bytes)
+
+
+def test_floors_compare_split_products_with_the_unit_they_run_on():
+    gpu = {**CEILINGS, "tf32_tflops": 3.0, "mufu_per_s": 1e12}
+    assert roofline.ceiling_for("default", gpu, "cuda", "cuda") == "tf32"  # 3xTF32 runs on TF32 units
+    assert roofline.ceiling_for("default", gpu, "reference", "cuda") == "fp32"  # SGEMM
+    assert roofline.ceiling_for("fast", CEILINGS, "cpu", "cpu") == "fp32"  # no TF32 measured (CPU)
+    assert roofline.ceiling_for("bf16", CEILINGS, "cpu", "cpu") == "bf16"
+    # 1 TFLOP on 3 TFLOP/s, 1e6 rsqrt at 1e12/s, 1 GB at 10 GB/s: bandwidth-bound, 100 ms
+    assert roofline.floor_ms(roofline.Work(1e12, 1e6, 1e9), 3.0, 1e12, 10.0) == pytest.approx(1000 / 3)
+    assert roofline.floor_ms(roofline.Work(1e9, 1e11, 1e9), 3.0, 1e12, 10.0) == pytest.approx(100.0)
+    assert roofline.floor_ms(roofline.Work(1e9, 1e11, 1e9), 3.0, None, 10.0) == pytest.approx(100.0)
+    # a cuda row that ran exactly at the TF32 ceiling for its 3xTF32 work: both fractions 1
+    n, dim = 4096, 64
+    done = roofline.work("normality", n, n, dim, 4, backend="cuda", mode="default", device_type="cuda")["fwd+bwd"]
+    row = roofline.add_roofline(_row(backend="cuda", n=n, m=n, D=dim, median_ms=done.tensor_flops / 3e12 * 1e3), gpu)
+    assert row["ceiling"] == "tf32" and row["terms"] == "3x3"
+    assert row["executed_fraction"] == pytest.approx(1.0) and row["roofline_fraction"] == pytest.approx(1.0)
+    assert row["exec_tensor_flops"] == row["min_tensor_flops"] == done.tensor_flops
+    # the reference executes more than the minimum: its roofline fraction is below its executed one
+    row = roofline.add_roofline(_row(backend="reference", n=n, m=n, D=dim, median_ms=100.0), gpu)
+    assert row["exec_tensor_flops"] > row["min_tensor_flops"] and row["roofline_fraction"] < row["executed_fraction"]
+    assert row["ceiling"] == "fp32" and row["terms"] == "1x1"
+    # the CPU row: fp32 ceiling, one term, no MUFU limit
+    row = roofline.add_roofline(_row(median_ms=2000.0), CEILINGS)
+    assert row["ceiling"] == "fp32" and row["roofline_ms"] == pytest.approx(roofline.floor_ms(
+        roofline.Work(row["min_tensor_flops"], 6, row["min_bytes"]), 1.0, None, 10.0))
 
 
 def test_provider_patterns():

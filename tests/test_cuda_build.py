@@ -1,8 +1,11 @@
 """The CUDA kernels without a GPU: they were compiled, linked against cuBLAS, registered under the
-CUDA dispatch key, and CPU tensors never reach them (see test_cuda_gpu.py for their numbers)."""
+CUDA dispatch key, CPU tensors never reach them, and their sm_90 cubins use tensor cores and do not
+spill (tests/cuda_sm90_report.py; see test_cuda_gpu.py for their numbers)."""
+import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,7 +13,11 @@ import torch
 import lcw_fast
 from lcw_fast import backends, ops
 
-OPS = ("kernel_sum", "kernel_sum_self", "kernel_sum_grad", "kernel_sum_self_grad", "kernel_sum_grad_pair")
+OPS = ("kernel_sum", "kernel_sum_self", "kernel_sum_grad", "kernel_sum_self_grad", "kernel_sum_grad_pair",
+       "kernel_sum_value_grad", "kernel_sum_value_grad_pair", "kernel_sum_self_value_grad")
+TWO_SAMPLES = ("kernel_sum", "kernel_sum_grad", "kernel_sum_grad_pair", "kernel_sum_value_grad",
+               "kernel_sum_value_grad_pair")
+REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_sm90_report.py")
 CUDA_BUILD_EXPECTED = (ops.has_extension() and os.environ.get("LCW_FAST_CPU_ONLY", "") != "1"
                        and (shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc")))
 needs_cuda_build = pytest.mark.skipif(not CUDA_BUILD_EXPECTED,
@@ -18,8 +25,7 @@ needs_cuda_build = pytest.mark.skipif(not CUDA_BUILD_EXPECTED,
 
 
 def _op_args(name, x):
-    two_samples = name in ("kernel_sum", "kernel_sum_grad", "kernel_sum_grad_pair")
-    return (x, x, 1.0, "default") if two_samples else (x, 1.0, "default")
+    return (x, x, 1.0, "default") if name in TWO_SAMPLES else (x, 1.0, "default")
 
 
 @needs_cuda_build
@@ -65,6 +71,24 @@ def test_extension_links_cublas():
     assert "cublasGemmEx" in undefined
     with open("/proc/self/maps") as maps:
         assert "libcublas.so" in maps.read()
+
+
+@needs_cuda_build
+def test_compile_report_no_spills_and_tensor_cores_in_every_pair_kernel(tmp_path):
+    """tests/cuda_sm90_report.py on the built extension: exit 0 (no kernel spills), and the fused
+    kernels (every instantiation: 4 precisions x 5 padded D, value and value+gradient) run on tensor cores."""
+    out = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, REPORT, "--so", ops._C.__file__, "--json", str(out)], capture_output=True,
+                          text=True)
+    if proc.returncode == 2 and "no cuobjdump" in proc.stderr:
+        pytest.skip(proc.stderr.strip())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())
+    assert all(r["spill_bytes"] == 0 and r["stack_bytes"] == 0 for r in rows)
+    fused = [r for r in rows if r["kernel"].startswith(("fused_value_kernel", "fused_value_grad_kernel"))]
+    assert len(fused) == 2 * 4 * 5, [r["kernel"] for r in fused]
+    assert all(r["tensor_core"] for r in fused), [r["kernel"] for r in fused if not r["tensor_core"]]
+    assert all(set(r) >= {"kernel", "registers", "spill_bytes", "shared_bytes", "tensor_core"} for r in rows)
 
 
 def test_cuda_backend_needs_cuda_tensors():

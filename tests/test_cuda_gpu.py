@@ -1,10 +1,12 @@
 """The C++/CUDA kernels on a GPU (marked gpu: skipped where none is visible).
 
-The four lcw_fast ops against a float64 reference (computed in row chunks, so n = 65,537 fits) and
-against the Triton backend where it exists, over both CUDA paths (fused for D <= 256, cuBLAS Gram
+Every lcw_fast op, the one-pass ops (kernel_sum_value_grad, kernel_sum_value_grad_pair,
+kernel_sum_self_value_grad) included, against the blocked float64 reference
+(lcw_fast.reference.kernel_sum_blocked: bounded memory, so n = 65,537 fits) and against the Triton
+backend where it exists, over both CUDA paths (fused tensor-core kernels for D <= 256, cuBLAS Gram
 blocks above), odd and unequal sizes, non-contiguous and half-precision inputs, the "fast" TF32
-mode, NaN-poisoned buffers, a tiny scratch budget (many Gram blocks), side streams, and run-to-run
-bit reproducibility.
+mode, NaN-poisoned buffers, a tiny scratch budget (many Gram blocks and sub-blocked triangles),
+side streams, and run-to-run bit reproducibility.
 """
 import importlib.util
 import math
@@ -26,6 +28,8 @@ TOL = {torch.float64: (1e-10, 1e-10), torch.float32: (1e-5, 1e-5), torch.float16
 SHAPES = [(1, 1, 2), (1, 5, 3), (65, 33, 2), (127, 200, 12), (300, 257, 64), (129, 65, 100), (97, 161, 256),
           (65, 70, 257), (130, 61, 784), (33, 47, 12288)]
 GAMMA = 0.5
+GRADS = ("kernel_sum_grad", "kernel_sum_grad_yx", "kernel_sum_self_grad", "value_grad.grad", "pair.grad_x",
+         "pair.grad_y", "self_value_grad.grad", "grad_pair.x", "grad_pair.y")
 
 
 def _sample(n, dim, dtype=torch.float32):
@@ -33,46 +37,53 @@ def _sample(n, dim, dtype=torch.float32):
     return (x - x.mean(0)).to(dtype) if n > 1 else x.to(dtype)
 
 
-def _rows(y):
-    """Row chunk for the reference: about 2^26 float64 pairs at a time."""
-    return max(1, 2**26 // y.shape[0])
-
-
 def ref_sum(x, y, gamma=GAMMA):
-    """sum_ij k(|x_i - y_j|^2) in float64."""
-    x, y = x.double(), y.double()
-    return sum(reference.kernel_sum(x[i:i + _rows(y)], y, gamma, exact=False) for i in range(0, len(x), _rows(y)))
+    """sum_ij k(|x_i - y_j|^2) in float64 (blocked: no n x m buffer)."""
+    return reference.kernel_sum_blocked(x.double(), y.double(), gamma)
 
 
 def ref_grad(x, y, gamma=GAMMA):
     """d/dx sum_ij k(|x_i - y_j|^2) with y held fixed, in float64."""
-    y = y.double()
-    parts = []
-    for i in range(0, len(x), _rows(y)):
-        xi = x[i:i + _rows(y)].double().requires_grad_()
-        parts.append(torch.autograd.grad(reference.kernel_sum(xi, y, gamma, exact=False), xi)[0])
-    return torch.cat(parts)
+    xd = x.detach().double().requires_grad_()
+    return torch.autograd.grad(reference.kernel_sum_blocked(xd, y.detach().double(), gamma), xd)[0]
 
 
 def run_ops(x, y, gamma=GAMMA, precision="default"):
+    """Every op on (x, y), the tuple-valued ones flattened into named entries."""
     lib = torch.ops.lcw_fast
-    return {"kernel_sum": lib.kernel_sum(x, y, gamma, precision),
-            "kernel_sum_self": lib.kernel_sum_self(x, gamma, precision),
-            "kernel_sum_grad": lib.kernel_sum_grad(x, y, gamma, precision),
-            "kernel_sum_grad_yx": lib.kernel_sum_grad(y, x, gamma, precision),
-            "kernel_sum_self_grad": lib.kernel_sum_self_grad(x, gamma, precision)}
+    out = {"kernel_sum": lib.kernel_sum(x, y, gamma, precision),
+           "kernel_sum_self": lib.kernel_sum_self(x, gamma, precision),
+           "kernel_sum_grad": lib.kernel_sum_grad(x, y, gamma, precision),
+           "kernel_sum_grad_yx": lib.kernel_sum_grad(y, x, gamma, precision),
+           "kernel_sum_self_grad": lib.kernel_sum_self_grad(x, gamma, precision)}
+    out["grad_pair.x"], out["grad_pair.y"] = lib.kernel_sum_grad_pair(x, y, gamma, precision)
+    out["value_grad.value"], out["value_grad.grad"] = lib.kernel_sum_value_grad(x, y, gamma, precision)
+    out["pair.value"], out["pair.grad_x"], out["pair.grad_y"] = lib.kernel_sum_value_grad_pair(x, y, gamma, precision)
+    out["self_value_grad.value"], out["self_value_grad.grad"] = lib.kernel_sum_self_value_grad(x, gamma, precision)
+    return out
+
+
+def expected_ops(x, y, gamma=GAMMA):
+    """The float64 reference of every entry of run_ops."""
+    cross, self_sum = ref_sum(x, y, gamma), ref_sum(x, x, gamma)
+    gx, gy, gs = ref_grad(x, y, gamma), ref_grad(y, x, gamma), 2.0 * ref_grad(x, x, gamma)
+    return {"kernel_sum": cross, "kernel_sum_self": self_sum, "kernel_sum_grad": gx, "kernel_sum_grad_yx": gy,
+            "kernel_sum_self_grad": gs, "grad_pair.x": gx, "grad_pair.y": gy, "value_grad.value": cross,
+            "value_grad.grad": gx, "pair.value": cross, "pair.grad_x": gx, "pair.grad_y": gy,
+            "self_value_grad.value": self_sum, "self_value_grad.grad": gs}
+
+
+def _source(name, x, y):
+    return y if name in ("kernel_sum_grad_yx", "pair.grad_y", "grad_pair.y") else x
 
 
 def check_ops(x, y, gamma=GAMMA, precision="default", tol=None):
-    """All four ops on (x, y) against the float64 reference."""
+    """All ops on (x, y) against the float64 reference."""
     value_tol, grad_tol = tol or TOL[x.dtype]
-    out = run_ops(x, y, gamma, precision)
-    expected = {"kernel_sum": ref_sum(x, y, gamma), "kernel_sum_self": ref_sum(x, x, gamma),
-                "kernel_sum_grad": ref_grad(x, y, gamma), "kernel_sum_grad_yx": ref_grad(y, x, gamma),
-                "kernel_sum_self_grad": 2.0 * ref_grad(x, x, gamma)}
+    out, expected = run_ops(x, y, gamma, precision), expected_ops(x, y, gamma)
     for name, value in out.items():
-        if name.endswith(("_grad", "_yx")):
-            src = y if name.endswith("_yx") else x
+        if name in GRADS:
+            src = _source(name, x, y)
             assert value.dtype == src.dtype and value.shape == src.shape and value.is_contiguous(), name
             assert_close(value, expected[name], atol=math.inf, rel_l2=grad_tol, name=name)
         else:
@@ -106,21 +117,32 @@ def test_non_contiguous_inputs(dim):
     check_ops(x, y)
 
 
-def test_fast_mode_large_dim():
-    """precision="fast": plain TF32 GEMMs; errors stay small on centred data but are not float32-exact."""
-    check_ops(_sample(200, 12288), _sample(150, 12288), precision="fast", tol=(1e-4, 1e-3))
+@pytest.mark.parametrize("dim", [64, 12288])
+def test_fast_mode(dim):
+    """precision="fast": plain TF32 products (fused tensor-core tiles, or TF32 GEMMs); errors stay
+    small on centred data but are not float32-exact."""
+    check_ops(_sample(200, dim), _sample(150, dim), precision="fast", tol=(1e-4, 1e-3))
+
+
+def test_self_gradient_schedule_covers_each_pair_once():
+    """n = 20,000 at D = 8: more tile groups than SMs, an odd group count (a bye in the circle
+    method), diagonal and off-diagonal rounds; the one-pass self-sum against the reference."""
+    x = _sample(20_000, 8)
+    value, grad = torch.ops.lcw_fast.kernel_sum_self_value_grad(x, GAMMA, "default")
+    assert_close(value, ref_sum(x, x), rtol=1e-5, name="value")
+    assert_close(grad, 2.0 * ref_grad(x, x), atol=math.inf, rel_l2=1e-5, name="grad")
 
 
 @pytest.mark.parametrize("dim", [12, 784])
 def test_poisoned_buffers_are_fully_overwritten(dim, monkeypatch):
-    monkeypatch.setenv("LCW_FAST_CUDA_POISON", "1")
+    monkeypatch.setenv("LCW_FAST_POISON", "1")
     check_ops(_sample(301, dim), _sample(99, dim))
 
 
 def test_small_scratch_budget_uses_many_gram_blocks(monkeypatch):
     """A 32 KiB budget gives 64 x 64 pair blocks: row/column blocking, the self-sum triangle, GEMM accumulation."""
-    monkeypatch.setenv("LCW_FAST_CUDA_SCRATCH_BYTES", str(32 * 1024))
-    monkeypatch.setenv("LCW_FAST_CUDA_POISON", "1")
+    monkeypatch.setenv("LCW_FAST_SCRATCH_BYTES", str(32 * 1024))
+    monkeypatch.setenv("LCW_FAST_POISON", "1")
     check_ops(_sample(300, 784), _sample(200, 784))
     check_ops(_sample(150, 784, torch.float64), _sample(70, 784, torch.float64))
 
@@ -156,14 +178,13 @@ def test_second_device():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 @pytest.mark.parametrize("dim", [12, 784])
-def test_nan_or_inf_input_gives_nan(dim, bad):
-    """An Inf coordinate gives d = Inf, where k = 0 would silently drop the point: NaN instead."""
+def test_nan_or_inf_input_gives_nan_everywhere(dim, bad):
+    """The non-finite contract: a NaN or Inf anywhere in the inputs makes the value NaN and every
+    entry of every gradient NaN (an Inf coordinate gives d = Inf, where k = 0 would drop the point)."""
     x, y = _sample(40, dim), _sample(30, dim)
     x[3, 1] = bad
-    out = run_ops(x, y)
-    assert torch.isnan(out["kernel_sum"]) and torch.isnan(out["kernel_sum_self"])
-    assert torch.isnan(out["kernel_sum_grad"][3]).all() and torch.isnan(out["kernel_sum_self_grad"][3]).all()
-    assert torch.isnan(out["kernel_sum_grad_yx"]).any(1).all()
+    for name, value in run_ops(x, y).items():
+        assert torch.isnan(value).all(), name
 
 
 @pytest.mark.parametrize("dim", [12, 784])

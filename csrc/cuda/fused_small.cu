@@ -1,36 +1,26 @@
-// Fused kernels for small D (2..256): one thread block per tile of rows of x, the other sample
-// streamed tile by tile through shared memory, distances and k / k' in registers; nothing of size
-// n x m is ever stored.
-//
-// A block runs 16 x 16 threads; thread (ty, tx) owns the pairs (rows ty + 16a, columns tx + 16b) of
-// each BM x BN tile. Squared distances are summed from differences (no Gram cancellation).
-//   fused_sum:  blocks take equal contiguous runs of tile pairs (for a self-sum only the upper
-//               triangle, off-diagonal tiles weighted 2) and write one float64 partial each;
-//               reduce_sum adds the partials in a fixed order, so results are bit-reproducible.
-//   fused_grad: block (row tile, split) walks its share of column tiles, keeps w = k' in shared
-//               memory and accumulates sum_j w_ij and sum_j w_ij y_j per row in registers; the
-//               splits are added by finalize_grad in a fixed order (no atomics).
+// Fused kernels for small D (2..256): tiles of BM rows of each sample in shared memory, the Gram
+// tile G = X_I . Y_J^T on tensor cores (mma_tiles.cuh), distances d = |x|^2 + |y|^2 - 2G, k and
+// w = k' per pair, and for the gradient the products W . Y_J (rows) and W^T . X_I (columns) on
+// tensor cores, added to float32 (float64) accumulators in global memory. Nothing of size n x m
+// is stored.
+//   fused_value:      blocks take equal contiguous runs of tile pairs (a self-sum only the upper
+//                     triangle, off-diagonal tiles weighted 2), one float64 partial each.
+//   fused_value_grad: one launch per round of a schedule of block pairs (A, B) (groups of tiles),
+//                     in which no two thread blocks touch the same rows of an accumulator, so the
+//                     read-modify-write of the accumulators needs no atomics and happens in a fixed
+//                     order: bit-reproducible. Self-sums visit each unordered tile pair once and
+//                     update both of its tiles.
+// Value and gradient come from the same visit of each pair.
 #include <algorithm>
 
 #include <c10/cuda/CUDAException.h>
 
 #include "device_math.cuh"
 #include "kernels.h"
+#include "mma_tiles.cuh"
 
 namespace lcw_fast::cuda {
 namespace {
-
-template <typename T, int DP>
-struct Tile {
-  static constexpr int BM = DP >= 256 ? 32 : 64;  // rows of x per tile
-  static constexpr int BN = BM;                   // rows of y per tile
-  static constexpr int TM = BM / 16;              // rows per thread
-  static constexpr int TN = BN / 16;              // columns per thread
-  static constexpr int LD = DP + 1;               // odd stride: column reads hit distinct banks
-  static constexpr int Q = DP / 16;               // features per thread in the gradient
-  static constexpr size_t sum_smem = size_t(BM + BN) * LD * sizeof(T);
-  static constexpr size_t grad_smem = sum_smem + size_t(BM) * (BN + 1) * sizeof(T);
-};
 
 // Calls f(std::integral_constant<int, DP>) with DP the padded feature count for dim.
 template <typename F>
@@ -42,55 +32,155 @@ void with_padded_dim(int64_t dim, F&& f) {
   return f(std::integral_constant<int, 256>());
 }
 
-int sm_count() {
-  int device = 0, sms = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return sms;
-}
-
-// Enough blocks to fill every SM a few times over.
-int64_t target_blocks() { return 8 * int64_t(sm_count()); }
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-template <typename Kernel>
-void allow_smem(Kernel kernel, size_t bytes) {
-  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-}
-
-// Copies rows [row0, row0 + ROWS) of src (count x dim) into a ROWS x (DP + 1) tile, zero-padded.
-template <typename T, int DP, int ROWS>
-__device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t row0, int64_t count, int dim) {
-  for (int idx = threadIdx.x; idx < ROWS * DP; idx += kBlockThreads) {
-    const int r = idx / DP, f = idx % DP;
-    const int64_t row = row0 + r;
-    tile[r * (DP + 1) + f] = (row < count && f < dim) ? src[row * dim + f] : T(0);
+template <typename F>
+void with_prec(Prec p, F&& f) {
+  switch (p) {
+    case Prec::kTf32x3: return f(std::integral_constant<Prec, Prec::kTf32x3>());
+    case Prec::kTf32: return f(std::integral_constant<Prec, Prec::kTf32>());
+    case Prec::kBf16: return f(std::integral_constant<Prec, Prec::kBf16>());
+    case Prec::kF64: return f(std::integral_constant<Prec, Prec::kF64>());
   }
 }
 
-// d[a][b] = |xs[ty + 16a] - ys[tx + 16b]|^2 over the first dim features.
-template <typename T, int DP, int TM, int TN>
-__device__ __forceinline__ void tile_sq_dists(T (&d)[TM][TN], const T* xs, const T* ys, int dim) {
-  const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-#pragma unroll
-  for (int a = 0; a < TM; ++a)
-#pragma unroll
-    for (int b = 0; b < TN; ++b) d[a][b] = T(0);
-#pragma unroll 4
-  for (int f = 0; f < dim; ++f) {
-    T xv[TM], yv[TN];
-#pragma unroll
-    for (int a = 0; a < TM; ++a) xv[a] = xs[(ty + 16 * a) * (DP + 1) + f];
-#pragma unroll
-    for (int b = 0; b < TN; ++b) yv[b] = ys[(tx + 16 * b) * (DP + 1) + f];
-#pragma unroll
-    for (int a = 0; a < TM; ++a)
-#pragma unroll
-      for (int b = 0; b < TN; ++b) {
-        const T t = xv[a] - yv[b];
-        d[a][b] = fma(t, t, d[a][b]);
-      }
+template <Prec P>
+struct Args {
+  using In = typename MmaTraits<P>::In;
+  using Acc = typename MmaTraits<P>::Acc;
+  const In* x;
+  const In* y;
+  const Acc* xn;  // |x_i|^2
+  const Acc* yn;
+  int64_t n, m;
+  int dim;
+  Acc gamma, inv_c;
+};
+
+// Shared-memory tiles of one thread block; part p of an operand tile starts p tiles further.
+template <Prec P, int DP>
+struct Tiles {
+  using C = TileShape<P, DP>;
+  using S = typename C::S;
+  using Acc = typename C::Acc;
+  S* xs;
+  S* ys;
+  Acc* g;
+  S* w;
+  __device__ explicit Tiles(unsigned char* base)
+      : xs(reinterpret_cast<S*>(base)),
+        ys(reinterpret_cast<S*>(base + C::x_bytes)),
+        g(reinterpret_cast<Acc*>(base + C::x_bytes + C::y_bytes)),
+        w(reinterpret_cast<S*>(base + C::value_smem)) {}
+};
+
+// Rows [row0, row0 + BM) of src (count x dim) into the parts of a BM x DP tile, zero-padded.
+template <Prec P, int DP>
+__device__ __forceinline__ void load_tile(typename TileShape<P, DP>::S* tile, const typename MmaTraits<P>::In* src,
+                                          int64_t row0, int64_t count, int dim) {
+  using C = TileShape<P, DP>;
+  using Acc = typename C::Acc;
+  for (int idx = threadIdx.x; idx < C::BM * DP; idx += kBlockThreads) {
+    const int r = idx / DP, f = idx % DP;
+    const int64_t row = row0 + r;
+    const Acc v = row < count && f < dim ? to_value<Acc>(src[row * dim + f]) : Acc(0);
+    store_parts<P, MmaTraits<P>::kParts>(tile + r * C::LD + f, tile + C::BM * C::LD + r * C::LD + f, v);
+  }
+}
+
+// g = X_I . Y_J^T (BM x BN) from the operand tiles.
+template <Prec P, int DP>
+__device__ __forceinline__ void gram_tile(const Tiles<P, DP>& t, int dim) {
+  using C = TileShape<P, DP>;
+  using Tr = MmaTraits<P>;
+  const int warp = threadIdx.x / 32, k_len = (dim + Tr::K - 1) / Tr::K * Tr::K;
+  constexpr int FR = C::BM / Tr::M, FC = C::BN / Tr::N;
+  for (int f = warp; f < FR * FC; f += kBlockThreads / 32) {
+    const int fr = f / FC, fc = f % FC;
+    wmma::fragment<wmma::accumulator, Tr::M, Tr::N, Tr::K, typename Tr::Acc> c;
+    wmma::fill_fragment(c, typename Tr::Acc(0));
+    mma_accumulate<P, Tr::kGramTerms, wmma::row_major, wmma::col_major>(
+        c, [&](int p) { return t.xs + p * C::BM * C::LD + fr * Tr::M * C::LD; }, C::LD, Tr::K,
+        [&](int p) { return t.ys + p * C::BN * C::LD + fc * Tr::N * C::LD; }, C::LD, Tr::K, k_len);
+    wmma::store_matrix_sync(t.g + fr * Tr::M * C::LDG + fc * Tr::N, c, C::LDG, wmma::mem_row_major);
+  }
+}
+
+// k over the valid pairs of tile (I, J), times weight, summed per thread; with WRITE_W the
+// weights w = k' (0 outside the samples) go to the weight tile.
+template <Prec P, int DP, bool WRITE_W>
+__device__ __forceinline__ double kernel_tile(const Tiles<P, DP>& t, const Args<P>& a, int64_t i0, int64_t j0,
+                                              double weight) {
+  using C = TileShape<P, DP>;
+  using Acc = typename C::Acc;
+  Acc s = Acc(0);
+  for (int idx = threadIdx.x; idx < C::BM * C::BN; idx += kBlockThreads) {
+    const int r = idx / C::BN, c = idx % C::BN;
+    const int64_t i = i0 + r, j = j0 + c;
+    Acc w = Acc(0);
+    if (i < a.n && j < a.m) {
+      Acc d = a.xn[i] + a.yn[j] - Acc(2) * t.g[r * C::LDG + c];
+      d = d < Acc(0) ? Acc(0) : d;  // rounding can make a tiny distance negative; NaN passes through
+      const Acc k = cw_k(d, a.gamma, a.inv_c);
+      s += k;
+      w = -k * k * k * (Acc(0.5) * a.inv_c);
+    }
+    if constexpr (WRITE_W)
+      store_parts<P, MmaTraits<P>::kWParts>(t.w + r * C::LDW + c, t.w + C::BM * C::LDW + r * C::LDW + c, w);
+  }
+  return weight * double(s);
+}
+
+// Accumulators of the gradient: acc (rows_pad x DP) += sum_j w_ij z_j and rows (rows_pad) +=
+// sum_j w_ij for the rows of x (and of y for the column side).
+template <Prec P>
+struct Sums {
+  using Acc = typename MmaTraits<P>::Acc;
+  Acc* acc_x;
+  double* rows_x;
+  Acc* acc_y;  // column side (y's rows, or x's own for a self-sum); null without one
+  double* rows_y;
+  int64_t x_slot;  // elements between the x accumulators of consecutive `second` blocks (0: one copy)
+  int64_t x_slot_rows;
+};
+
+// Row side acc_x[I] += W . Y_J and, with `cols`, column side acc_y[J] += W^T . X_I, plus the row /
+// column sums of the weights the products use. Caller: the weight tile is complete (synced).
+template <Prec P, int DP>
+__device__ __forceinline__ void grad_tile(const Tiles<P, DP>& t, typename MmaTraits<P>::Acc* acc_x, double* rows_x,
+                                          typename MmaTraits<P>::Acc* acc_y, double* rows_y, int dim, bool cols) {
+  using C = TileShape<P, DP>;
+  using Tr = MmaTraits<P>;
+  using Acc = typename Tr::Acc;
+  constexpr int W = Tr::kWParts;
+  const int tid = threadIdx.x;
+  if (tid < C::BM) {
+    double s = 0.0;
+    for (int c = 0; c < C::BN; ++c) s += joined<P, W>(t.w + tid * C::LDW + c, t.w + (C::BM + tid) * C::LDW + c);
+    rows_x[tid] += s;
+  } else if (cols && tid < C::BM + C::BN) {
+    const int c = tid - C::BM;
+    double s = 0.0;
+    for (int r = 0; r < C::BM; ++r) s += joined<P, W>(t.w + r * C::LDW + c, t.w + (C::BM + r) * C::LDW + c);
+    rows_y[c] += s;
+  }
+  const int warp = tid / 32, fc_count = (dim + Tr::N - 1) / Tr::N;
+  constexpr int FR = C::BM / Tr::M;
+  const int frags = FR * fc_count * (cols ? 2 : 1);
+  for (int f = warp; f < frags; f += kBlockThreads / 32) {
+    const bool col_side = f >= FR * fc_count;
+    const int g = col_side ? f - FR * fc_count : f, fr = g / fc_count, fc = g % fc_count;
+    Acc* out = (col_side ? acc_y : acc_x) + int64_t(fr) * Tr::M * DP + fc * Tr::N;
+    wmma::fragment<wmma::accumulator, Tr::M, Tr::N, Tr::K, Acc> c;
+    wmma::load_matrix_sync(c, out, DP, wmma::mem_row_major);
+    if (!col_side) {
+      mma_accumulate<P, Tr::kWyTerms, wmma::row_major, wmma::row_major>(
+          c, [&](int p) { return t.w + p * C::BM * C::LDW + fr * Tr::M * C::LDW; }, C::LDW, Tr::K,
+          [&](int p) { return t.ys + p * C::BN * C::LD + fc * Tr::N; }, C::LD, int64_t(Tr::K) * C::LD, C::BN);
+    } else {
+      mma_accumulate<P, Tr::kWyTerms, wmma::col_major, wmma::row_major>(
+          c, [&](int p) { return t.w + p * C::BM * C::LDW + fr * Tr::M; }, C::LDW, int64_t(Tr::K) * C::LDW,
+          [&](int p) { return t.xs + p * C::BM * C::LD + fc * Tr::N; }, C::LD, int64_t(Tr::K) * C::LD, C::BM);
+    }
+    wmma::store_matrix_sync(out, c, DP, wmma::mem_row_major);
   }
 }
 
@@ -109,16 +199,12 @@ __device__ __forceinline__ void tile_pair(int64_t p, bool self, int64_t tiles_y,
   j = i + p;
 }
 
-template <typename T, int DP>
+template <Prec P, int DP>
 __global__ void __launch_bounds__(kBlockThreads)
-fused_sum_kernel(const T* x, int64_t n, const T* y, int64_t m, int dim, bool self, T gamma, T inv_c,
-                 int64_t tiles_y, int64_t pairs, int64_t chunk, double* partials) {
-  using C = Tile<T, DP>;
-  extern __shared__ __align__(16) unsigned char smem[];
-  T* xs = reinterpret_cast<T*>(smem);
-  T* ys = xs + C::BM * C::LD;
-  const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-
+fused_value_kernel(Args<P> a, bool self, int64_t tiles_y, int64_t pairs, int64_t chunk, double* partials) {
+  using C = TileShape<P, DP>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const Tiles<P, DP> t(smem);
   int64_t p = int64_t(blockIdx.x) * chunk, i, j, loaded = -1;
   const int64_t p_end = p + chunk < pairs ? p + chunk : pairs;
   tile_pair(p, self, tiles_y, i, j);
@@ -126,22 +212,14 @@ fused_sum_kernel(const T* x, int64_t n, const T* y, int64_t m, int dim, bool sel
   for (; p < p_end; ++p) {
     __syncthreads();  // every thread is done reading the previous tiles
     if (i != loaded) {
-      load_tile<T, DP, C::BM>(xs, x, i * C::BM, n, dim);
+      load_tile<P, DP>(t.xs, a.x, i * C::BM, a.n, a.dim);
       loaded = i;
     }
-    load_tile<T, DP, C::BN>(ys, y, j * C::BN, m, dim);
+    load_tile<P, DP>(t.ys, a.y, j * C::BN, a.m, a.dim);
     __syncthreads();
-    T d[C::TM][C::TN];
-    tile_sq_dists<T, DP>(d, xs, ys, dim);
-    T s = T(0);
-#pragma unroll
-    for (int a = 0; a < C::TM; ++a)
-#pragma unroll
-      for (int b = 0; b < C::TN; ++b) {
-        const bool valid = i * C::BM + ty + 16 * a < n && j * C::BN + tx + 16 * b < m;
-        if (valid) s += cw_k(d[a][b], gamma, inv_c);
-      }
-    total += (self && j != i ? 2.0 : 1.0) * double(s);
+    gram_tile<P, DP>(t, a.dim);
+    __syncthreads();
+    total += kernel_tile<P, DP, false>(t, a, i * C::BM, j * C::BN, self && j != i ? 2.0 : 1.0);
     if (++j == tiles_y) {
       ++i;
       j = self ? i : 0;
@@ -151,148 +229,108 @@ fused_sum_kernel(const T* x, int64_t n, const T* y, int64_t m, int dim, bool sel
   if (threadIdx.x == 0) partials[blockIdx.x] = total;
 }
 
-template <typename T, int DP>
+// Block pair (A, B) of this thread block: tiles [A gx, (A + 1) gx) of x against [B gy, (B + 1) gy)
+// of y; a self-sum's diagonal pair (A == A) takes the upper triangle of its tiles.
+template <Prec P, int DP>
 __global__ void __launch_bounds__(kBlockThreads)
-fused_grad_kernel(const T* x, int64_t n, const T* y, int64_t m, int dim, T gamma, T inv_c, int64_t tiles_y,
-                  T* acc_parts, double* rowsum_parts) {
-  using C = Tile<T, DP>;
-  extern __shared__ __align__(16) unsigned char smem[];
-  T* xs = reinterpret_cast<T*>(smem);
-  T* ys = xs + C::BM * C::LD;
-  T* ws = ys + C::BN * C::LD;  // BM x (BN + 1) weights w_ij of the current tile
-  const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
-  const int64_t i = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
-  const int64_t j_begin = tiles_y * split / splits, j_end = tiles_y * (split + 1) / splits;
-
-  load_tile<T, DP, C::BM>(xs, x, i * C::BM, n, dim);
-  T acc[C::TM][C::Q];
-  double rowsum[C::TM];
-#pragma unroll
-  for (int a = 0; a < C::TM; ++a) {
-    rowsum[a] = 0.0;
-#pragma unroll
-    for (int q = 0; q < C::Q; ++q) acc[a][q] = T(0);
+fused_value_grad_kernel(Args<P> a, Sums<P> s, bool self, RoundPairs round, int64_t gx, int64_t gy, double* partials) {
+  using C = TileShape<P, DP>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const Tiles<P, DP> t(smem);
+  const int64_t tiles_x = (a.n + C::BM - 1) / C::BM, tiles_y = (a.m + C::BN - 1) / C::BN;
+  int64_t A, B;
+  if (round.count < 0) {  // a grid of all (A, B): x accumulators per B
+    A = blockIdx.x % round.grid_a;
+    B = blockIdx.x / round.grid_a;
+  } else {
+    A = round.first[blockIdx.x];
+    B = round.second[blockIdx.x];
   }
-  for (int64_t j = j_begin; j < j_end; ++j) {
-    __syncthreads();  // every thread is done with the previous ys / ws
-    load_tile<T, DP, C::BN>(ys, y, j * C::BN, m, dim);
-    __syncthreads();
-    T d[C::TM][C::TN];
-    tile_sq_dists<T, DP>(d, xs, ys, dim);
-#pragma unroll
-    for (int a = 0; a < C::TM; ++a) {
-      T rs = T(0);
-#pragma unroll
-      for (int b = 0; b < C::TN; ++b) {
-        const T w = j * C::BN + tx + 16 * b < m ? cw_w(d[a][b], gamma, inv_c) : T(0);
-        rs += w;
-        ws[(ty + 16 * a) * (C::BN + 1) + tx + 16 * b] = w;
+  typename MmaTraits<P>::Acc* acc_x = s.acc_x + B * s.x_slot;
+  double* rows_x = s.rows_x + B * s.x_slot_rows;
+  const int64_t i_end = (A + 1) * gx < tiles_x ? (A + 1) * gx : tiles_x;
+  const int64_t j_end = (B + 1) * gy < tiles_y ? (B + 1) * gy : tiles_y;
+  double total = 0.0;
+  int64_t loaded = -1;
+  for (int64_t i = A * gx; i < i_end; ++i) {
+    for (int64_t j = self && A == B ? i : B * gy; j < j_end; ++j) {
+      __syncthreads();  // every thread is done with the previous tiles
+      if (i != loaded) {
+        load_tile<P, DP>(t.xs, a.x, i * C::BM, a.n, a.dim);
+        loaded = i;
       }
-      rowsum[a] += double(rs);
+      load_tile<P, DP>(t.ys, a.y, j * C::BN, a.m, a.dim);
+      __syncthreads();
+      gram_tile<P, DP>(t, a.dim);
+      __syncthreads();
+      total += kernel_tile<P, DP, true>(t, a, i * C::BM, j * C::BN, self && j != i ? 2.0 : 1.0);
+      __syncthreads();
+      const bool cols = s.acc_y != nullptr && !(self && i == j);
+      grad_tile<P, DP>(t, acc_x + i * C::BM * DP, rows_x + i * C::BM, cols ? s.acc_y + j * C::BN * DP : nullptr,
+                       cols ? s.rows_y + j * C::BN : nullptr, a.dim, cols);
     }
-    __syncthreads();
-    // Tile-local sums first, then one add per tile: keeps the float32 error of long rows small.
-    T part[C::TM][C::Q];
-#pragma unroll
-    for (int a = 0; a < C::TM; ++a)
-#pragma unroll
-      for (int q = 0; q < C::Q; ++q) part[a][q] = T(0);
-    for (int c = 0; c < C::BN; ++c) {
-      T yv[C::Q];
-#pragma unroll
-      for (int q = 0; q < C::Q; ++q) yv[q] = ys[c * C::LD + tx + 16 * q];
-#pragma unroll
-      for (int a = 0; a < C::TM; ++a) {
-        const T wv = ws[(ty + 16 * a) * (C::BN + 1) + c];
-#pragma unroll
-        for (int q = 0; q < C::Q; ++q) part[a][q] = fma(wv, yv[q], part[a][q]);
-      }
-    }
-#pragma unroll
-    for (int a = 0; a < C::TM; ++a)
-#pragma unroll
-      for (int q = 0; q < C::Q; ++q) acc[a][q] += part[a][q];
   }
-#pragma unroll
-  for (int a = 0; a < C::TM; ++a) {
-    double rs = rowsum[a];  // the 16 threads of a row form one half-warp
-    for (int off = 8; off > 0; off /= 2) rs += __shfl_down_sync(0xffffffffu, rs, off, 16);
-    const int64_t row = i * C::BM + ty + 16 * a;
-    if (row >= n) continue;
-    const int64_t base = split * n + row;
-    if (tx == 0) rowsum_parts[base] = rs;
-#pragma unroll
-    for (int q = 0; q < C::Q; ++q)
-      if (tx + 16 * q < dim) acc_parts[base * dim + tx + 16 * q] = acc[a][q];
-  }
+  total = block_sum(total);
+  if (threadIdx.x == 0) partials[blockIdx.x] = total;
 }
 
-template <typename T>
-int64_t tile_rows(int64_t dim) {
-  int64_t rows = 0;
-  with_padded_dim(dim, [&](auto dp) { rows = Tile<T, decltype(dp)::value>::BM; });
-  return rows;
+template <typename Kernel>
+void allow_smem(Kernel kernel, size_t bytes) {
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
-template <typename T>
-int64_t sum_pairs(int64_t n, int64_t m, int64_t dim, bool self) {
-  const int64_t rows = tile_rows<T>(dim), tx = ceil_div(n, rows), ty = ceil_div(m, rows);
-  return self ? tx * (tx + 1) / 2 : tx * ty;
+template <Prec P>
+Args<P> make_args(const FusedInputs& in) {
+  using In = typename MmaTraits<P>::In;
+  using Acc = typename MmaTraits<P>::Acc;
+  return Args<P>{static_cast<const In*>(in.x), static_cast<const In*>(in.y), static_cast<const Acc*>(in.xn),
+                 static_cast<const Acc*>(in.yn), in.n, in.m, int(in.dim), Acc(in.gamma), Acc(in.inv_c)};
 }
 
 }  // namespace
 
-template <typename T>
-int64_t fused_sum_blocks(int64_t n, int64_t m, int64_t dim, bool self) {
-  const int64_t pairs = sum_pairs<T>(n, m, dim, self);
-  return ceil_div(pairs, ceil_div(pairs, target_blocks()));
+int64_t fused_tile_rows(int64_t dim) { return dim > 128 ? 32 : 64; }
+
+int64_t fused_padded_dim(int64_t dim) {
+  int64_t dp = 0;
+  with_padded_dim(dim, [&](auto d) { dp = decltype(d)::value; });
+  return dp;
 }
 
-template <typename T>
-void fused_sum(const T* x, int64_t n, const T* y, int64_t m, int64_t dim, bool self, double gamma,
-               double inv_c, double* partials, cudaStream_t stream) {
-  const int64_t pairs = sum_pairs<T>(n, m, dim, self);
-  const int64_t chunk = ceil_div(pairs, target_blocks()), blocks = ceil_div(pairs, chunk);
-  with_padded_dim(dim, [&](auto dp) {
-    constexpr int DP = decltype(dp)::value;
-    using C = Tile<T, DP>;
-    allow_smem(fused_sum_kernel<T, DP>, C::sum_smem);
-    fused_sum_kernel<T, DP><<<blocks, kBlockThreads, C::sum_smem, stream>>>(
-        x, n, y, m, int(dim), self, T(gamma), T(inv_c), ceil_div(m, C::BN), pairs, chunk, partials);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+void fused_value(const FusedInputs& in, bool self, int64_t pairs, int64_t chunk, double* partials,
+                 cudaStream_t stream) {
+  const int64_t rows = fused_tile_rows(in.dim), tiles_y = (in.m + rows - 1) / rows;
+  const int64_t blocks = (pairs + chunk - 1) / chunk;
+  with_prec(in.prec, [&](auto pc) {
+    constexpr Prec P = decltype(pc)::value;
+    with_padded_dim(in.dim, [&](auto dp) {
+      constexpr int DP = decltype(dp)::value;
+      using C = TileShape<P, DP>;
+      static_assert(C::BM == (DP > 128 ? 32 : 64), "fused_tile_rows");
+      allow_smem(fused_value_kernel<P, DP>, C::value_smem);
+      fused_value_kernel<P, DP><<<unsigned(blocks), kBlockThreads, C::value_smem, stream>>>(
+          make_args<P>(in), self, tiles_y, pairs, chunk, partials);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
 
-template <typename T>
-int64_t fused_grad_splits(int64_t n, int64_t m, int64_t dim) {
-  const int64_t rows = tile_rows<T>(dim);
-  return std::clamp<int64_t>(ceil_div(target_blocks(), ceil_div(n, rows)), 1, ceil_div(m, rows));
-}
-
-template <typename T>
-void fused_grad(const T* x, int64_t n, const T* y, int64_t m, int64_t dim, double gamma, double inv_c,
-                T* acc_parts, double* rowsum_parts, cudaStream_t stream) {
-  const int64_t splits = fused_grad_splits<T>(n, m, dim);
-  with_padded_dim(dim, [&](auto dp) {
-    constexpr int DP = decltype(dp)::value;
-    using C = Tile<T, DP>;
-    allow_smem(fused_grad_kernel<T, DP>, C::grad_smem);
-    const dim3 grid(unsigned(ceil_div(n, C::BM)), unsigned(splits));
-    fused_grad_kernel<T, DP><<<grid, kBlockThreads, C::grad_smem, stream>>>(
-        x, n, y, m, int(dim), T(gamma), T(inv_c), ceil_div(m, C::BN), acc_parts, rowsum_parts);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+void fused_value_grad_round(const FusedInputs& in, const FusedAccumulators& acc, bool self, const RoundPairs& round,
+                            int64_t blocks, int64_t gx, int64_t gy, double* partials, cudaStream_t stream) {
+  with_prec(in.prec, [&](auto pc) {
+    constexpr Prec P = decltype(pc)::value;
+    using Acc = typename MmaTraits<P>::Acc;
+    const Sums<P> s{static_cast<Acc*>(acc.acc_x), acc.rows_x, static_cast<Acc*>(acc.acc_y), acc.rows_y,
+                    acc.x_slot, acc.x_slot_rows};
+    with_padded_dim(in.dim, [&](auto dp) {
+      constexpr int DP = decltype(dp)::value;
+      using C = TileShape<P, DP>;
+      allow_smem(fused_value_grad_kernel<P, DP>, C::grad_smem);
+      fused_value_grad_kernel<P, DP><<<unsigned(blocks), kBlockThreads, C::grad_smem, stream>>>(
+          make_args<P>(in), s, self, round, gx, gy, partials);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
 }
-
-#define LCW_INSTANTIATE(T)                                                                                 \
-  template int64_t fused_sum_blocks<T>(int64_t, int64_t, int64_t, bool);                                 \
-  template void fused_sum<T>(const T*, int64_t, const T*, int64_t, int64_t, bool, double, double, double*, \
-                             cudaStream_t);                                                              \
-  template int64_t fused_grad_splits<T>(int64_t, int64_t, int64_t);                                      \
-  template void fused_grad<T>(const T*, int64_t, const T*, int64_t, int64_t, double, double, T*, double*, \
-                              cudaStream_t);
-LCW_INSTANTIATE(float)
-LCW_INSTANTIATE(double)
-#undef LCW_INSTANTIATE
 
 }  // namespace lcw_fast::cuda

@@ -1,6 +1,9 @@
 // Kernels of the large-D path (D > 256), which gets its Gram blocks x_i . y_j from cuBLAS
-// (csrc/cuda/gram_path.cpp): the TF32 split of the operands, squared row norms, and the epilogue
-// that turns a Gram block into kernel values, row sums and the weights w = k' of the gradient GEMM.
+// (csrc/cuda/gram_path.cpp): the TF32 split of the operands, the epilogue that turns a Gram block
+// into kernel values, row sums and the weights w = k' of the gradient GEMMs (float, TF32 hi/lo or
+// bf16 hi/lo parts), and the column sums of those weights for the column side of a gradient.
+#include <cuda_bf16.h>
+
 #include <c10/cuda/CUDAException.h>
 
 #include "device_math.cuh"
@@ -19,20 +22,21 @@ __global__ void __launch_bounds__(kBlockThreads) split_tf32_kernel(const float* 
   }
 }
 
+// Weight (r, c) of a block stored as `split` says (hi: g or w_hi; lo: w_lo).
 template <typename T>
-__global__ void __launch_bounds__(kBlockThreads) row_sq_norms_kernel(const T* x, int64_t dim, T* out) {
-  const T* row = x + int64_t(blockIdx.x) * dim;
-  double s = 0.0;
-  for (int64_t f = threadIdx.x; f < dim; f += kBlockThreads) s += double(row[f]) * double(row[f]);
-  s = block_sum(s);
-  if (threadIdx.x == 0) out[blockIdx.x] = T(s);
+__device__ __forceinline__ double weight_at(WSplit split, const void* hi, const void* lo, int64_t idx) {
+  if (split == WSplit::kBf16)
+    return double(__bfloat162float(static_cast<const __nv_bfloat16*>(hi)[idx])) +
+           double(__bfloat162float(static_cast<const __nv_bfloat16*>(lo)[idx]));
+  const double h = double(static_cast<const T*>(hi)[idx]);
+  return split == WSplit::kTf32 ? h + double(static_cast<const float*>(lo)[idx]) : h;
 }
 
 // One block per row of the Gram block.
 template <typename T>
 __global__ void __launch_bounds__(kBlockThreads)
-gram_epilogue_kernel(T* g, float* w_lo, int64_t cols, const T* rn, const T* cn, T gamma, T inv_c, double weight,
-                     bool write_w, bool first, double* row_k, double* row_w) {
+gram_epilogue_kernel(T* g, int64_t cols, const T* rn, const T* cn, T gamma, T inv_c, double weight, WSplit split,
+                     void* w_hi, void* w_lo, double* row_k, double* row_w) {
   const int64_t r = blockIdx.x;
   T* grow = g + r * cols;
   const T norm_r = rn[r];
@@ -42,22 +46,39 @@ gram_epilogue_kernel(T* g, float* w_lo, int64_t cols, const T* rn, const T* cn, 
     d = d < T(0) ? T(0) : d;  // rounding can make a tiny distance negative; NaN passes through
     const T k = cw_k(d, gamma, inv_c);
     sk += double(k);
-    if (!write_w) continue;
+    if (split == WSplit::kNone) continue;
     const T w = -k * k * k * (T(0.5) * inv_c);
-    sw += double(w);
-    if (w_lo != nullptr) {
+    const int64_t idx = r * cols + c;
+    if (split == WSplit::kBf16) {
+      const __nv_bfloat16 hi = __float2bfloat16_rn(float(w));
+      const __nv_bfloat16 lo = __float2bfloat16_rn(float(w) - __bfloat162float(hi));
+      static_cast<__nv_bfloat16*>(w_hi)[idx] = hi;
+      static_cast<__nv_bfloat16*>(w_lo)[idx] = lo;
+    } else if (split == WSplit::kTf32) {
       const float hi = tf32_round(float(w));
       grow[c] = T(hi);
-      w_lo[r * cols + c] = float(w) - hi;
+      static_cast<float*>(w_lo)[idx] = float(w) - hi;
     } else {
       grow[c] = w;
     }
+    sw += weight_at<T>(split, split == WSplit::kBf16 ? w_hi : g, w_lo, idx);
   }
   sk = block_sum(sk);
-  if (write_w) sw = block_sum(sw);
+  if (split != WSplit::kNone) sw = block_sum(sw);
   if (threadIdx.x != 0) return;
-  row_k[r] = weight * sk + (first ? 0.0 : row_k[r]);
-  if (write_w) row_w[r] = sw + (first ? 0.0 : row_w[r]);
+  row_k[r] += weight * sk;
+  if (split != WSplit::kNone) row_w[r] += sw;
+}
+
+// One thread per column, rows in order.
+template <typename T>
+__global__ void __launch_bounds__(kBlockThreads)
+column_weight_sums_kernel(WSplit split, const void* hi, const void* lo, int64_t rows, int64_t cols, double* col_w) {
+  for (int64_t c = int64_t(blockIdx.x) * kBlockThreads + threadIdx.x; c < cols; c += int64_t(gridDim.x) * kBlockThreads) {
+    double s = 0.0;
+    for (int64_t r = 0; r < rows; ++r) s += weight_at<T>(split, hi, lo, r * cols + c);
+    col_w[c] += s;
+  }
 }
 
 }  // namespace
@@ -68,24 +89,25 @@ void split_tf32(const float* x, int64_t count, float* hi, float* lo, cudaStream_
 }
 
 template <typename T>
-void row_sq_norms(const T* x, int64_t n, int64_t dim, T* out, cudaStream_t stream) {
-  row_sq_norms_kernel<T><<<unsigned(n), kBlockThreads, 0, stream>>>(x, dim, out);
+void gram_epilogue(T* g, int64_t rows, int64_t cols, const T* rn, const T* cn, double gamma, double inv_c,
+                   double weight, WSplit split, void* w_hi, void* w_lo, double* row_k, double* row_w,
+                   cudaStream_t stream) {
+  gram_epilogue_kernel<T><<<unsigned(rows), kBlockThreads, 0, stream>>>(g, cols, rn, cn, T(gamma), T(inv_c), weight,
+                                                                         split, w_hi, w_lo, row_k, row_w);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename T>
-void gram_epilogue(T* g, float* w_lo, int64_t rows, int64_t cols, const T* rn, const T* cn, double gamma,
-                   double inv_c, double weight, bool write_w, bool first, double* row_k, double* row_w,
-                   cudaStream_t stream) {
-  gram_epilogue_kernel<T><<<unsigned(rows), kBlockThreads, 0, stream>>>(g, w_lo, cols, rn, cn, T(gamma), T(inv_c),
-                                                                         weight, write_w, first, row_k, row_w);
+void column_weight_sums(WSplit split, const void* hi, const void* lo, int64_t rows, int64_t cols, double* col_w,
+                        cudaStream_t stream) {
+  column_weight_sums_kernel<T><<<grid_for(cols), kBlockThreads, 0, stream>>>(split, hi, lo, rows, cols, col_w);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-#define LCW_INSTANTIATE(T)                                                                                   \
-  template void row_sq_norms<T>(const T*, int64_t, int64_t, T*, cudaStream_t);                             \
-  template void gram_epilogue<T>(T*, float*, int64_t, int64_t, const T*, const T*, double, double, double, \
-                                 bool, bool, double*, double*, cudaStream_t);
+#define LCW_INSTANTIATE(T)                                                                                       \
+  template void gram_epilogue<T>(T*, int64_t, int64_t, const T*, const T*, double, double, double, WSplit, void*, \
+                                 void*, double*, double*, cudaStream_t);                                        \
+  template void column_weight_sums<T>(WSplit, const void*, const void*, int64_t, int64_t, double*, cudaStream_t);
 LCW_INSTANTIATE(float)
 LCW_INSTANTIATE(double)
 #undef LCW_INSTANTIATE

@@ -1,19 +1,34 @@
 // The two CUDA implementations behind the lcw_fast ops (csrc/cuda/register_cuda.cpp picks one by D).
-// Inputs are contiguous CUDA tensors of one compute dtype (float32 or float64) on the current device.
-//   *_sum:  sum_ij k(|x_i - y_j|^2) as a 0-dim float64 tensor (self: y is x, symmetry used).
-//   *_grad: scale * sum_j w_ij (x_i - y_j) as an (n, D) tensor of x's dtype; scale is 2 for the
-//           gradient of a cross sum and 4 for a self-sum (y is x: every pair moves both points).
+// Inputs are contiguous CUDA tensors of Prec's input type (kernels.h) on the current device.
+//   *_value:      sum_ij k(|x_i - y_j|^2) as a 0-dim float64 tensor (self: y is x, symmetry used).
+//   *_value_grad: the value and, from the same visit of each pair, the gradients of the sum:
+//                 kSelf  d/dx sum_ij k(|x_i - x_j|^2)   (each unordered pair once, both its points)
+//                 kCross d/dx sum_ij k(|x_i - y_j|^2)
+//                 kPair  (d/dx, d/dy) of the cross sum
+//                 in the inputs' dtype, contiguous; all NaN when an input holds NaN or Inf.
 #pragma once
 #include <ATen/core/Tensor.h>
 
+#include "kernels.h"
+
 namespace lcw_fast::cuda {
 
-// D <= kFusedMaxDim: fused kernels (fused_small.cu).
-at::Tensor fused_sum_path(const at::Tensor& x, const at::Tensor& y, bool self, double gamma);
-at::Tensor fused_grad_path(const at::Tensor& x, const at::Tensor& y, double gamma, double scale);
+enum class Kind { kSelf, kCross, kPair };
 
-// D > kFusedMaxDim: cuBLAS Gram blocks + epilogue (gram_path.cpp). fast: plain TF32 GEMMs (float32 only).
-at::Tensor gram_sum_path(const at::Tensor& x, const at::Tensor& y, bool self, double gamma, bool fast);
-at::Tensor gram_grad_path(const at::Tensor& x, const at::Tensor& y, double gamma, double scale, bool fast);
+struct ValueGrad {
+  at::Tensor value, grad_x, grad_y;  // grad_y only for kPair
+};
+
+// d/dx of a cross sum is 2 sum_j w_ij (x_i - y_j); of a self-sum 4 sum_j w_ij (x_i - x_j) (every
+// pair moves both points).
+inline double grad_scale(Kind kind) { return kind == Kind::kSelf ? 4.0 : 2.0; }
+
+// D <= kFusedMaxDim: fused tensor-core kernels (fused_small.cu).
+at::Tensor fused_value_path(const at::Tensor& x, const at::Tensor& y, bool self, double gamma, Prec prec);
+ValueGrad fused_value_grad_path(const at::Tensor& x, const at::Tensor& y, Kind kind, double gamma, Prec prec);
+
+// D > kFusedMaxDim: cuBLAS Gram blocks + epilogue (gram_path.cpp).
+at::Tensor gram_value_path(const at::Tensor& x, const at::Tensor& y, bool self, double gamma, Prec prec);
+ValueGrad gram_value_grad_path(const at::Tensor& x, const at::Tensor& y, Kind kind, double gamma, Prec prec);
 
 }  // namespace lcw_fast::cuda
