@@ -153,8 +153,10 @@ def summary_markdown(runs: Sequence[dict], headline_dims: Sequence[int], headlin
     devices = sorted({r["meta"]["device"] for r in runs})
     out = [f"# lcw-fast benchmarks on {', '.join(devices)}", "",
            f"Cells: median time of one {SUMMARY_PASS} call · fraction of the measured roofline "
-           "(benchmarks/roofline.py: FLOPs and bytes of the call against the matmul ceiling of the "
-           "row's precision and the copy bandwidth, both measured in the same run) · speedup over "
+           "(benchmarks/roofline.py: the minimum work at the row's precision - tensor FLOPs counting "
+           "every term of a split product, rsqrt, HBM bytes - against the ceiling of the unit it runs "
+           "on and the copy bandwidth, measured in the same run; the CSV adds the executed work and "
+           "its fraction) · speedup over "
            "`reference` at the same n. \"—\": not in the grid or not run; \"largest n\": the largest "
            f"n whose {SUMMARY_PASS} completed, and the memory of that call (GPU: peak allocated, "
            "inputs included; CPU: growth of the resident set).", ""]

@@ -84,7 +84,7 @@ def test_compile_report_no_spills_and_tensor_cores_in_every_pair_kernel(tmp_path
         pytest.skip(proc.stderr.strip())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(out.read_text())
-    assert all(r["spill_bytes"] == 0 and r["stack_bytes"] == 0 for r in rows)
+    assert all(r["spill_bytes"] == 0 for r in rows)
     fused = [r for r in rows if r["kernel"].startswith(("fused_value_kernel", "fused_value_grad_kernel"))]
     assert len(fused) == 2 * 4 * 5, [r["kernel"] for r in fused]
     assert all(r["tensor_core"] for r in fused), [r["kernel"] for r in fused if not r["tensor_core"]]

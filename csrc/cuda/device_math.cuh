@@ -23,10 +23,9 @@ __device__ __forceinline__ T cw_k(T d, T gamma, T inv_c) {
   return isinf(d) ? d - d : rsqrt_t(gamma + d * inv_c);
 }
 
-// w(d) = k'(d) = -k^3 / (2c).
+// w(d) = k'(d) = -k^3 / (2c), from k = k(d).
 template <typename T>
-__device__ __forceinline__ T cw_w(T d, T gamma, T inv_c) {
-  const T k = cw_k(d, gamma, inv_c);
+__device__ __forceinline__ T cw_w_of_k(T k, T inv_c) {
   return -k * k * k * (T(0.5) * inv_c);
 }
 

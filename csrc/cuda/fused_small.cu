@@ -10,7 +10,9 @@
 //                     read-modify-write of the accumulators needs no atomics and happens in a fixed
 //                     order: bit-reproducible. Self-sums visit each unordered tile pair once and
 //                     update both of its tiles.
-// Value and gradient come from the same visit of each pair.
+// Value and gradient come from the same visit of each pair. The kernels run one 256-thread block
+// per SM (their tiles take most of its shared memory), so __launch_bounds__(256, 1) lets ptxas use
+// the registers that keeps them spill-free (it caps them at 64 and spills without the 1).
 #include <algorithm>
 
 #include <c10/cuda/CUDAException.h>
@@ -121,7 +123,7 @@ __device__ __forceinline__ double kernel_tile(const Tiles<P, DP>& t, const Args<
       d = d < Acc(0) ? Acc(0) : d;  // rounding can make a tiny distance negative; NaN passes through
       const Acc k = cw_k(d, a.gamma, a.inv_c);
       s += k;
-      w = -k * k * k * (Acc(0.5) * a.inv_c);
+      w = cw_w_of_k(k, a.inv_c);
     }
     if constexpr (WRITE_W)
       store_parts<P, MmaTraits<P>::kWParts>(t.w + r * C::LDW + c, t.w + C::BM * C::LDW + r * C::LDW + c, w);
@@ -200,7 +202,7 @@ __device__ __forceinline__ void tile_pair(int64_t p, bool self, int64_t tiles_y,
 }
 
 template <Prec P, int DP>
-__global__ void __launch_bounds__(kBlockThreads)
+__global__ void __launch_bounds__(kBlockThreads, 1)
 fused_value_kernel(Args<P> a, bool self, int64_t tiles_y, int64_t pairs, int64_t chunk, double* partials) {
   using C = TileShape<P, DP>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -232,7 +234,7 @@ fused_value_kernel(Args<P> a, bool self, int64_t tiles_y, int64_t pairs, int64_t
 // Block pair (A, B) of this thread block: tiles [A gx, (A + 1) gx) of x against [B gy, (B + 1) gy)
 // of y; a self-sum's diagonal pair (A == A) takes the upper triangle of its tiles.
 template <Prec P, int DP>
-__global__ void __launch_bounds__(kBlockThreads)
+__global__ void __launch_bounds__(kBlockThreads, 1)
 fused_value_grad_kernel(Args<P> a, Sums<P> s, bool self, RoundPairs round, int64_t gx, int64_t gy, double* partials) {
   using C = TileShape<P, DP>;
   extern __shared__ __align__(128) unsigned char smem[];

@@ -47,7 +47,7 @@ gram_epilogue_kernel(T* g, int64_t cols, const T* rn, const T* cn, T gamma, T in
     const T k = cw_k(d, gamma, inv_c);
     sk += double(k);
     if (split == WSplit::kNone) continue;
-    const T w = -k * k * k * (T(0.5) * inv_c);
+    const T w = cw_w_of_k(k, inv_c);
     const int64_t idx = r * cols + c;
     if (split == WSplit::kBf16) {
       const __nv_bfloat16 hi = __float2bfloat16_rn(float(w));
