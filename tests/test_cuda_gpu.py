@@ -234,10 +234,15 @@ def test_opcheck_and_gradcheck(dim):
     y = _sample(11, dim, torch.float64).requires_grad_()
     for op, args in [(lib.kernel_sum, (x, y, GAMMA, "default")), (lib.kernel_sum_self, (x, GAMMA, "default")),
                      (lib.kernel_sum_grad, (x.detach(), y.detach(), GAMMA, "default")),
-                     (lib.kernel_sum_self_grad, (x.detach(), GAMMA, "default"))]:
+                     (lib.kernel_sum_self_grad, (x.detach(), GAMMA, "default")),
+                     (lib.kernel_sum_value_grad, (x, y, GAMMA, "default")),
+                     (lib.kernel_sum_value_grad_pair, (x, y, GAMMA, "default")),
+                     (lib.kernel_sum_self_value_grad, (x, GAMMA, "default"))]:
         torch.library.opcheck(op, args)
     assert torch.autograd.gradcheck(lambda a, b: lib.kernel_sum(a, b, GAMMA, "default"), (x, y))
     assert torch.autograd.gradcheck(lambda a: lib.kernel_sum_self(a, GAMMA, "default"), (x,))
+    assert torch.autograd.gradcheck(lambda a, b: lib.kernel_sum_value_grad_pair(a, b, GAMMA, "default")[0], (x, y))
+    assert torch.autograd.gradcheck(lambda a: lib.kernel_sum_self_value_grad(a, GAMMA, "default")[0], (x,))
 
 
 def test_torch_compile_fullgraph():

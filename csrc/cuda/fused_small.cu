@@ -14,6 +14,8 @@
 // per SM (their tiles take most of its shared memory), so __launch_bounds__(256, 1) lets ptxas use
 // the registers that keeps them spill-free (it caps them at 64 and spills without the 1).
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 
 #include <c10/cuda/CUDAException.h>
 
@@ -276,9 +278,17 @@ fused_value_grad_kernel(Args<P> a, Sums<P> s, bool self, RoundPairs round, int64
   if (threadIdx.x == 0) partials[blockIdx.x] = total;
 }
 
-template <typename Kernel>
-void allow_smem(Kernel kernel, size_t bytes) {
-  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+// Opts `Kernel` into `bytes` of dynamic shared memory, once per device (a self-sum gradient
+// launches hundreds of rounds).
+template <auto Kernel>
+void allow_smem(size_t bytes) {
+  static std::atomic<uint64_t> done{0};
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = uint64_t(1) << (device % 64);
+  if (done.load(std::memory_order_acquire) & bit) return;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  done.fetch_or(bit, std::memory_order_release);
 }
 
 template <Prec P>
@@ -309,7 +319,7 @@ void fused_value(const FusedInputs& in, bool self, int64_t pairs, int64_t chunk,
       constexpr int DP = decltype(dp)::value;
       using C = TileShape<P, DP>;
       static_assert(C::BM == (DP > 128 ? 32 : 64), "fused_tile_rows");
-      allow_smem(fused_value_kernel<P, DP>, C::value_smem);
+      allow_smem<fused_value_kernel<P, DP>>(C::value_smem);
       fused_value_kernel<P, DP><<<unsigned(blocks), kBlockThreads, C::value_smem, stream>>>(
           make_args<P>(in), self, tiles_y, pairs, chunk, partials);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -327,7 +337,7 @@ void fused_value_grad_round(const FusedInputs& in, const FusedAccumulators& acc,
     with_padded_dim(in.dim, [&](auto dp) {
       constexpr int DP = decltype(dp)::value;
       using C = TileShape<P, DP>;
-      allow_smem(fused_value_grad_kernel<P, DP>, C::grad_smem);
+      allow_smem<fused_value_grad_kernel<P, DP>>(C::grad_smem);
       fused_value_grad_kernel<P, DP><<<unsigned(blocks), kBlockThreads, C::grad_smem, stream>>>(
           make_args<P>(in), s, self, round, gx, gy, partials);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
