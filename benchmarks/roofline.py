@@ -24,6 +24,8 @@ Executed work (`work`, a `Work` per pass): what a schedule really runs, in three
   mufu          rsqrt operations (one per visited pair and Gram visit: k, then w = k' from k by FMAs).
   bytes         HBM bytes: the compulsory traffic, plus for the blocked large-D GPU paths (D > 256)
                 the round trips of their pairwise scratch (Gram entry, weight parts) per visited pair.
+  The benchmarks time "fwd" with inputs that require grad, so a one-pass backend does all of its
+  work there and its "bwd" only scales the saved gradients.
   Schedules (`SCHEDULES`): "one_pass" (value and gradients from one visit of each pair, self-sums on
   the upper triangle both in the value and the gradient: issue 11), "recompute" (the backward
   recomputes the Gram and a self-sum gradient visits all n^2 pairs: the GPU backends before issue
@@ -155,9 +157,9 @@ def _kernel_sum_work(n: int, m: int, dim: int, grad_sides: int, self_sum: bool, 
         grad_pairs, sides = self_pairs(n), grad_sides
     else:  # every ordered pair, each visit updating its own row only
         grad_pairs, sides = full, 1
-    if schedule.grad_visits == 1:  # the forward with gradients wanted does it all; backward scales
+    if schedule.grad_visits == 1:  # the forward (inputs requiring grad) does it all; backward scales
         both = _sum_work(grad_pairs, dim, sides, terms, scratch(sides))
-        return {"fwd": fwd, "bwd": Work(0, 0, 0), "fwd+bwd": both}
+        return {"fwd": both, "bwd": Work(0, 0, 0), "fwd+bwd": both}
     bwd = _sum_work(grad_pairs, dim, sides, terms, scratch(sides))
     return {"fwd": fwd, "bwd": bwd, "fwd+bwd": _add(fwd, bwd)}
 
