@@ -1,6 +1,7 @@
 """The CUDA kernels without a GPU: they were compiled, linked against cuBLAS, registered under the
 CUDA dispatch key, CPU tensors never reach them, and their sm_90 cubins use tensor cores and do not
 spill (tests/cuda_sm90_report.py; see test_cuda_gpu.py for their numbers)."""
+import importlib.util
 import json
 import os
 import shutil
@@ -89,6 +90,35 @@ def test_compile_report_no_spills_and_tensor_cores_in_every_pair_kernel(tmp_path
     assert len(fused) == 2 * 4 * 5, [r["kernel"] for r in fused]
     assert all(r["tensor_core"] for r in fused), [r["kernel"] for r in fused if not r["tensor_core"]]
     assert all(set(r) >= {"kernel", "registers", "spill_bytes", "shared_bytes", "tensor_core"} for r in rows)
+
+
+def _report_module():
+    spec = importlib.util.spec_from_file_location("cuda_sm90_report", REPORT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compile_report_parses_cuobjdump_output():
+    """The report's parsing on cuobjdump text of the shapes it prints (runs without nvcc)."""
+    report = _report_module()
+    usage = """
+ Function _Z3fooPf:
+  REG:178 STACK:0 SHARED:1152 LOCAL:0 CONSTANT[0]:592 TEXTURE:0 SURFACE:0 SAMPLER:0
+ Function _Z3barPf:
+  REG:64 STACK:8 SHARED:0 LOCAL:4 CONSTANT[0]:552 TEXTURE:0 SURFACE:0 SAMPLER:0
+"""
+    assert report.parse_resources(usage) == {"_Z3fooPf": (178, 0, 1152, 0), "_Z3barPf": (64, 8, 0, 4)}
+    sass = """
+		Function : _Z3fooPf
+        /*0a10*/                   HMMA.1684.F32.TF32 R24, R8, R20, R24 ;
+		Function : _Z3barPf
+        /*0010*/                   FFMA R1, R2, R3, R4 ;
+"""
+    assert report.parse_tensor_core(sass) == {"_Z3fooPf": True, "_Z3barPf": False}
+    name = ("void lcw_fast::cuda::(anonymous namespace)::fused_value_grad_kernel<(lcw_fast::cuda::Prec)2, 64>"
+            "(lcw_fast::cuda::(anonymous namespace)::Args<(lcw_fast::cuda::Prec)2>, bool)")
+    assert report.short_name(name) == "fused_value_grad_kernel<bf16, 64>"
 
 
 def test_cuda_backend_needs_cuda_tensors():
