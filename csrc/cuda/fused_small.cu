@@ -10,9 +10,10 @@
 //                     read-modify-write of the accumulators needs no atomics and happens in a fixed
 //                     order: bit-reproducible. Self-sums visit each unordered tile pair once and
 //                     update both of its tiles.
-// Value and gradient come from the same visit of each pair. The kernels run one 256-thread block
-// per SM (their tiles take most of its shared memory), so __launch_bounds__(256, 1) lets ptxas use
-// the registers that keeps them spill-free (it caps them at 64 and spills without the 1).
+// Value and gradient come from the same visit of each pair. The tiles take 23-196 KiB of shared
+// memory, so only one or a few 256-thread blocks share an SM anyway: __launch_bounds__(256, 1)
+// lets ptxas use the registers that keep the kernels spill-free (without the 1 it capped them at
+// 64 registers and spilled).
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
