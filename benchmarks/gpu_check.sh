@@ -13,15 +13,16 @@
 #                     blocked reference: D in {2,3,64,128,256,257,784,12288}, n = 1, odd n != m, strided
 #                     inputs, float32/bfloat16/float16/float64, precision default and fast, LCW_FAST_POISON=1,
 #                     each op called twice (bit-equal)                    (benchmarks/gpu_check/correctness.py)
-#   sanitizer     60  compute-sanitizer memcheck, racecheck, initcheck on tests/gpu_sanitizer.py
-#   benchmarks   115  headline sizes: fwd, bwd, fwd+bwd of reference, triton, cuda (and keops)
-#   training      40  CelebA-architecture cw2 steps: images/s and peak memory at batch 256, largest batch
+#   sanitizer     75  compute-sanitizer memcheck, racecheck, initcheck on tests/gpu_sanitizer.py
+#   benchmarks   110  headline sizes: fwd, bwd, fwd+bwd of reference, triton, cuda (and keops)
+#   training      35  CelebA-architecture cw2 steps: images/s and peak memory at batch 256, largest batch
 #                     in 30 GB, for the reference loss and `auto`
-#   summary       10  summary.md; from a git checkout (not a rehearsal) also copies the files to
+#   summary        5  summary.md; from a git checkout (not a rehearsal) also copies the files to
 #                     benchmarks/results/<device-slug>/gpu-check/
 # --rehearse: the same steps at tiny sizes on a machine without a GPU (CUDA hidden, Triton under
 #   TRITON_INTERPRET=1, the C++ CPU kernels standing in for lcw_fast::'s CUDA ones, the reference on the
-#   CPU; no compile, no sanitizer), writing the same files. CI runs it (tests/test_gpu_check.py).
+#   CPU; no compile, no sanitizer), writing the same files; about 2 minutes on 2 cores. Budgets are
+#   doubled (a small shared CPU starts Python and torch slowly). CI runs it (tests/test_gpu_check.py).
 # --out DIR: where the files go (default $OUT, the device tool's return folder). --steps: a subset.
 # PYTHON: the interpreter (default python3). KeOps: pykeops/keopscore wheels in .whl/ (carried; the device
 #   has no network) are installed into /tmp and benchmarked; make them on a networked machine with
@@ -50,11 +51,12 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OUT_DIR=${OUT:-}
 REHEARSE=()
+BUDGET_SCALE=1
 STEPS=build,ceilings,correctness,sanitizer,benchmarks,training
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT_DIR=$2; shift 2 ;;
-    --rehearse) REHEARSE=(--rehearse); shift ;;
+    --rehearse) REHEARSE=(--rehearse); BUDGET_SCALE=2; shift ;;
     --steps) STEPS=$2; shift 2 ;;
     *) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 2 ;;
   esac
@@ -71,7 +73,7 @@ elif compgen -G ".whl/*.whl" >/dev/null; then
 fi
 
 step() {  # step NAME BUDGET_S LOG: runs the step's module under a hard timeout, then records its verdict
-  local name=$1 budget=$2 log=$OUT_DIR/$3 offset t0 rc
+  local name=$1 budget=$(($2 * BUDGET_SCALE)) log=$OUT_DIR/$3 offset t0 rc
   offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
   echo "=== $name (budget ${budget} s) $(date -u +%FT%TZ)" >>"$log"
   t0=$(date +%s%N)
@@ -87,10 +89,10 @@ for s in ${STEPS//,/ }; do
     build) step build 120 build.log ;;
     ceilings) step ceilings 15 run.log ;;
     correctness) step correctness 110 run.log ;;
-    sanitizer) step sanitizer 60 sanitizer.log ;;
-    benchmarks) step benchmarks 115 run.log ;;
-    training) step training 40 run.log ;;
+    sanitizer) step sanitizer 75 sanitizer.log ;;
+    benchmarks) step benchmarks 110 run.log ;;
+    training) step training 35 run.log ;;
     *) echo "gpu_check.sh: unknown step '$s'" >&2; exit 2 ;;
   esac
 done
-step summary 10 run.log
+step summary 5 run.log

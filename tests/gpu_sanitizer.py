@@ -31,13 +31,16 @@ import torch  # noqa: E402
 from benchmarks.gpu_check import gpu_backends, op_table  # noqa: E402
 
 F32, F64, BF16, F16 = torch.float32, torch.float64, torch.bfloat16, torch.float16
+# Triton's cases share D and the odd n, m with correctness cases, so they reuse that step's compiled
+# kernels (Triton specialises on D's and the sizes' divisibility by 16) instead of compiling under the tool.
 CASES = [  # n, m, D, dtype, precision, whether Triton runs it too
-    (1, 3, 2, F32, "default", True),
-    (67, 45, 12, F32, "default", True),
-    (130, 70, 64, F32, "default", False),
+    (1, 3, 2, F32, "default", False),
+    (13, 7, 3, F32, "default", True),
+    (67, 45, 64, F32, "default", True),
     (70, 33, 200, F32, "default", False),
     (45, 66, 40, F64, "default", False),
-    (100, 70, 300, F32, "default", True),
+    (45, 29, 784, F32, "default", True),
+    (100, 70, 300, F32, "default", False),
     (100, 70, 300, F32, "fast", False),
     (90, 50, 300, F64, "default", False),
     (80, 30, 100, BF16, "default", False),

@@ -1,6 +1,6 @@
 """The C++/CUDA kernels on a GPU (marked gpu: skipped where none is visible).
 
-The four lcw_fast ops against a float64 reference (computed in row chunks, so n = 65,537 fits) and
+The lcw_fast ops against the bounded-memory float64 reference (kernel_sum_blocked, so n = 65,537 fits) and
 against the Triton backend where it exists, over both CUDA paths (fused for D <= 256, cuBLAS Gram
 blocks above), odd and unequal sizes, non-contiguous and half-precision inputs, the "fast" TF32
 mode, NaN-poisoned buffers, a tiny scratch budget (many Gram blocks), side streams, and run-to-run
@@ -33,25 +33,15 @@ def _sample(n, dim, dtype=torch.float32):
     return (x - x.mean(0)).to(dtype) if n > 1 else x.to(dtype)
 
 
-def _rows(y):
-    """Row chunk for the reference: about 2^26 float64 pairs at a time."""
-    return max(1, 2**26 // y.shape[0])
-
-
 def ref_sum(x, y, gamma=GAMMA):
-    """sum_ij k(|x_i - y_j|^2) in float64."""
-    x, y = x.double(), y.double()
-    return sum(reference.kernel_sum(x[i:i + _rows(y)], y, gamma, exact=False) for i in range(0, len(x), _rows(y)))
+    """sum_ij k(|x_i - y_j|^2) in float64, bounded memory (no n*m buffer)."""
+    return reference.kernel_sum_blocked(x.detach().double(), y.detach().double(), gamma)
 
 
 def ref_grad(x, y, gamma=GAMMA):
-    """d/dx sum_ij k(|x_i - y_j|^2) with y held fixed, in float64."""
-    y = y.double()
-    parts = []
-    for i in range(0, len(x), _rows(y)):
-        xi = x[i:i + _rows(y)].double().requires_grad_()
-        parts.append(torch.autograd.grad(reference.kernel_sum(xi, y, gamma, exact=False), xi)[0])
-    return torch.cat(parts)
+    """d/dx sum_ij k(|x_i - y_j|^2) with y held fixed, in float64, bounded memory."""
+    xd = x.detach().double().requires_grad_()
+    return torch.autograd.grad(reference.kernel_sum_blocked(xd, y.detach().double(), gamma), xd)[0]
 
 
 def run_ops(x, y, gamma=GAMMA, precision="default"):
@@ -175,7 +165,7 @@ def test_public_api_values_and_grads(dim):
     value = lcw_fast.cw_distance(x, y, gamma=gamma, backend="cuda")
     gx, gy = torch.autograd.grad(value, (x, y))
     xd, yd = x.detach().double().requires_grad_(), y.detach().double().requires_grad_()
-    expected = reference.cw_distance(xd, yd, gamma)
+    expected = reference.cw_distance_blocked(xd, yd, gamma)
     ex, ey = torch.autograd.grad(expected, (xd, yd))
     n, m = len(xd), len(yd)
     scale = reference.C0 * (ref_sum(xd, xd, gamma) / n**2 + ref_sum(yd, yd, gamma) / m**2

@@ -11,7 +11,8 @@ launch, set by gpu_check.sh). One row per (backend, case, op), appended as it fi
   value_rtol, grad_rel_l2_tol   the case's tolerances (TOLERANCE); status "failed" when an error
                     exceeds them, an output is not finite, has the wrong dtype/shape/layout, the
                     two calls differ, or the op raised.
-Cases after the step's budget are recorded as skipped.
+Cases after the step's budget are recorded as skipped. Then the public API's accuracy at the
+headline sizes (accuracy.py).
 """
 import time
 from typing import Dict, List, NamedTuple, Tuple
@@ -19,7 +20,7 @@ from typing import Dict, List, NamedTuple, Tuple
 import torch
 
 from ..timing import describe_error
-from . import gpu_backends, op_table, rows
+from . import accuracy, gpu_backends, op_table, rows
 
 GAMMA = 0.37
 STEP = "correctness"
@@ -153,4 +154,11 @@ def run(out, budget_s: float, rehearse: bool) -> int:
                             **_case_fields(be, case), **fields)
                 print(f"[correctness] {status:6s} {be.label}.{name} {case.label()} {fields.get('reason', '')}",
                       flush=True)
+
+    def emit(name, status, fields):
+        rows.append(out, STEP, name, status, **fields)
+        print(f"[correctness] {status:6s} {name} {fields.get('reason', '')}", flush=True)
+
+    failed += accuracy.run_all([be.label for be, _ in runnable], gpu_backends.device(rehearse), rehearse,
+                               deadline, emit)
     return 1 if failed else 0

@@ -4,7 +4,7 @@ Sizes (GPU; a rehearsal runs the same structure at tiny sizes on the CPU):
   cw_normality(z), D = 64, n = 4096, 16384, 65536      reference, triton, cuda, keops
   cw_distance(x, y), n = m = 4096, D = 12288            the same, triton and cuda in precision
                                                         default, fast (TF32) and bf16 inputs
-  cw_normality(z), n = 2^20, D = 64 (time, peak memory) triton, cuda
+  cw_normality(z), n = 2^20, D = 64 (time, peak memory) triton, cuda (fwd+bwd only)
   cw_normality(z), n = 16384, D = 8 and 128             reference, triton, cuda, keops
 One row per (provider, size, pass in fwd / bwd / fwd+bwd): the Sweep's fields (median_ms, q20/q80,
 min/max, raw times_ms and warmup_ms, peak_mem_bytes, extra_mem_bytes = working memory above the
@@ -26,16 +26,17 @@ from . import ceilings, gpu_backends, rows
 STEP = "benchmarks"
 PAUSE_ENV = "GPU_CHECK_TEST_PAUSE_S"  # seconds to sleep after each cell: lets a test kill the kit mid-step
 LATENT = ("reference", "triton", "cuda", "keops")
-PLAN = {  # rehearse -> ((suite, provider patterns), ...), timing settings
-    False: (((Suite("latent", "normality", (64,), (4096, 16384, 65536)), LATENT),
-             (Suite("data", "distance", (12288,), (4096,)), ("reference", "triton*", "cuda*", "keops")),
-             (Suite("scale", "normality", (64,), (1 << 20,)), ("triton", "cuda")),
-             (Suite("latent", "normality", (8, 128), (16384,)), LATENT)),
+ALL, SCALE = tuple(roofline.PASSES), ("fwd+bwd",)
+PLAN = {  # rehearse -> ((suite, provider patterns, passes), ...), timing settings
+    False: (((Suite("latent", "normality", (64,), (4096, 16384, 65536)), LATENT, ALL),
+             (Suite("data", "distance", (12288,), (4096,)), ("reference", "triton*", "cuda*", "keops"), ALL),
+             (Suite("scale", "normality", (64,), (1 << 20,)), ("triton", "cuda"), SCALE),
+             (Suite("latent", "normality", (8, 128), (16384,)), LATENT, ALL)),
             dict(repeats=5, warmup=1, cell_seconds=2.0, max_call_seconds=20.0)),
-    True: (((Suite("latent", "normality", (16,), (64, 128, 256)), ("cpu",) + LATENT),
-            (Suite("data", "distance", (96,), (64,)), ("reference", "cpu", "triton*", "cuda*", "keops")),
-           (Suite("scale", "normality", (16,), (1024,)), ("cpu", "triton", "cuda")),
-           (Suite("latent", "normality", (8, 32), (128,)), ("cpu",) + LATENT)),
+    True: (((Suite("latent", "normality", (16,), (64, 128, 256)), ("cpu",) + LATENT, ALL),
+            (Suite("data", "distance", (96,), (64,)), ("reference", "cpu", "triton*", "cuda*", "keops"), ALL),
+            (Suite("scale", "normality", (16,), (1024,)), ("cpu", "triton", "cuda"), SCALE),
+            (Suite("latent", "normality", (8, 32), (128,)), ("cpu",) + LATENT, ALL)),
            dict(repeats=2, warmup=1, cell_seconds=0.5, max_call_seconds=5.0)),
 }
 
@@ -87,10 +88,9 @@ def run(out: Path, budget_s: float, rehearse: bool) -> int:
     device = gpu_backends.device(rehearse)
     plan, timing = PLAN[rehearse]
     record = Recorder(out, ceilings.from_rows(rows.read(out)))
-    sweep = Sweep(device, list(roofline.PASSES), time_budget=budget_s, on_rows=record,
-                  log=lambda s: print(s, flush=True), **timing)
+    deadline = time.monotonic() + budget_s
     checked = {}
-    for suite, patterns in plan:
+    for suite, patterns, passes in plan:
         runnable = []
         for p in prov.select(patterns):
             if p.name not in checked:
@@ -99,5 +99,7 @@ def run(out: Path, budget_s: float, rehearse: bool) -> int:
                     rows.append(out, STEP, f"provider {p.name}", "skipped", provider=p.name, reason=checked[p.name])
             if checked[p.name] is None:
                 runnable.append(p)
+        sweep = Sweep(device, list(passes), time_budget=max(deadline - time.monotonic(), 1e-3), on_rows=record,
+                      log=lambda s: print(s, flush=True), **timing)
         sweep.run([suite], runnable)
     return 0

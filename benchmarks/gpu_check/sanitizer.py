@@ -57,7 +57,7 @@ def verdict(rc, output: str) -> tuple:
     tail = " | ".join(output.strip().splitlines()[-6:])
     if errors:
         reports = [line for line in output.splitlines() if line.startswith("========= ") and "SUMMARY" not in line]
-        return "failed", " | ".join(reports[:6]), errors
+        return "failed", " | ".join(reports[:6]) or tail, errors
     if STARTED not in output:
         return "skipped", f"the tool could not run the workload (exit {rc}): {tail}", None
     if rc != 0 or DONE not in output:

@@ -62,7 +62,13 @@ def _correctness(all_rows) -> list:
     out += _table(["backend", "dtype, precision", "ok", "failed", "max value rel. error (tol)",
                    "max grad rel. L2 (tol)", "two calls bit-equal"], lines)
     out += [f"- {r['status']}: {r['name']}: {r.get('reason', '')}" for r in case_rows if r["status"] != "ok"][:40]
-    return out + [""]
+    headline = [[r["workload"], r["provider"], r["n"], r["D"], r["status"],
+                 f"{_fmt(r.get('value_err_over_scale'), '.2e')} ({_fmt(r.get('value_tol'), 'g')})",
+                 f"{_fmt(r.get('grad_rel_l2'), '.2e')} ({_fmt(r.get('grad_rel_l2_tol'), 'g')})"]
+                for r in case_rows if r["name"].startswith("accuracy ")]
+    out += ["", "Public API at the headline sizes against the float64 blocked reference:", ""]
+    return out + _table(["workload", "provider", "n", "D", "status", "value error / term scale (tol)",
+                         "grad rel. L2 (tol)"], headline)
 
 
 def _sanitizer(all_rows) -> list:
