@@ -195,3 +195,10 @@ def test_publish_copies_the_out_folder(tmp_path):
     dest = summary.publish(out, tmp_path / "repo", "nvidia-h200")
     assert dest == tmp_path / "repo" / "benchmarks" / "results" / "nvidia-h200" / "gpu-check"
     assert {f.name for f in dest.iterdir()} == {"results.jsonl", "summary.md"}
+
+
+def test_build_step_imports_lcw_fast_only_after_building():
+    """lcw_fast.ops loads the extension once, at import: imported before pip, it would miss the build."""
+    code = "import sys, benchmarks.gpu_check.build, benchmarks.gpu_check.__main__; print('lcw_fast' in sys.modules)"
+    got = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert got.stdout.strip() == "False", got.stderr

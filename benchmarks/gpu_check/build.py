@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import machine, meta, rows
+from . import meta, rows
 
 STEP = "build"
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +47,8 @@ def run(out: Path, budget_s: float, rehearse: bool) -> int:
         status = "ok" if rc == 0 and cuda else ("timeout" if rc is None else "failed")
         rows.append(out, STEP, "build", status, rc=rc, seconds=round(seconds, 1), cuda_kernels=cuda, reason=reason,
                     max_jobs=os.cpu_count(), arch="9.0")
+    from . import machine  # imports lcw_fast: only now that the extension is built
+
     info = machine.describe(rehearse)
     rows.append(out, STEP, "machine", "ok", **info)
     meta.update(out, info)

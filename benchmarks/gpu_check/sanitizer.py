@@ -21,10 +21,10 @@ STEP = "sanitizer"
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOAD = ROOT / "tests" / "gpu_sanitizer.py"
 STARTED = "gpu_sanitizer: start"
-TOOLS = (  # tool, environment (None removes the variable)
-    ("memcheck", {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1", "LCW_FAST_POISON": "1"}),
-    ("racecheck", {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1", "LCW_FAST_POISON": "1"}),
-    ("initcheck", {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1", "LCW_FAST_POISON": None}),
+TOOLS = (  # tool, environment (None removes the variable), weight in the split of the step's time
+    ("memcheck", {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1", "LCW_FAST_POISON": "1"}, 2),
+    ("racecheck", {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1", "LCW_FAST_POISON": "1"}, 1),
+    ("initcheck", {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1", "LCW_FAST_POISON": None}, 1),
 )
 DONE = "gpu_sanitizer: done"
 # "========= ERROR SUMMARY: 0 errors"; racecheck: "RACECHECK SUMMARY: 0 hazards displayed (0 errors, 0 warnings)"
@@ -92,12 +92,12 @@ def run(out: Path, budget_s: float, rehearse: bool) -> int:
         rows.append(out, STEP, "workload", status, rc=proc.returncode, reason="" if status == "ok" else
                     " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-4:]))
     tool_path = None if rehearse else find_tool()
-    for i, (tool, changes) in enumerate(TOOLS):
+    for i, (tool, changes, weight) in enumerate(TOOLS):
         if tool_path is None:
             reason = ("rehearsal: no CUDA device" if rehearse else
                       "compute-sanitizer not found on PATH, under CUDA_HOME or /usr/local/cuda")
             rows.append(out, STEP, tool, "skipped", tool=tool, reason=reason)
             continue
-        share = (deadline - time.monotonic()) / (len(TOOLS) - i)
+        share = (deadline - time.monotonic()) * weight / sum(w for _, _, w in TOOLS[i:])  # unused time carries on
         _run_tool(out, tool_path, tool, changes, max(share, 1.0))
     return 0
