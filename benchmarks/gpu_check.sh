@@ -8,8 +8,8 @@
 #   build        120  pip install -e . --no-build-isolation --no-deps, sm_90 only, MAX_JOBS = cores,
 #                     LCW_FAST_REQUIRE_CUDA=1 (fails without nvcc or CUDA kernels); GPU, driver, versions,
 #                     commit (LCW_FAST_GIT_COMMIT: the device copy has no .git) into meta.json
-#   ceilings      10  fp32 / tf32 / bf16 torch.matmul TFLOP/s and device copy GB/s
-#   correctness  140  every op of the Triton and CUDA backends, values and gradients, against the float64
+#   ceilings      15  fp32 / tf32 / bf16 torch.matmul TFLOP/s and device copy GB/s
+#   correctness  135  every op of the Triton and CUDA backends, values and gradients, against the float64
 #                     blocked reference: D in {2,3,64,128,256,257,784,12288}, n = 1, odd n != m, strided
 #                     inputs, float32/bfloat16/float16/float64, precision default and fast, LCW_FAST_POISON=1,
 #                     each op called twice (bit-equal); the public API's accuracy at the headline sizes
@@ -26,6 +26,7 @@
 #   CPU; no compile, no sanitizer), writing the same files; about 2 minutes on 2 cores. Budgets are
 #   doubled (a small shared CPU starts Python and torch slowly). CI runs it (tests/test_gpu_check.py).
 # --out DIR: where the files go (default $OUT, the device tool's return folder). --steps: a subset.
+# Exit status: 0 when every step is ok or skipped, 1 when one failed or timed out (every step runs anyway).
 # PYTHON: the interpreter (default python3). KeOps: pykeops/keopscore wheels in .whl/ (carried; the device
 #   has no network) are installed into /tmp and benchmarked; make them on a networked machine with
 #   `pip download --no-deps pykeops==2.3 keopscore==2.3 -d .whl/src && pip wheel --no-deps -w .whl .whl/src/*`.
@@ -54,6 +55,7 @@ PYTHON=${PYTHON:-python3}
 OUT_DIR=${OUT:-}
 REHEARSE=()
 BUDGET_SCALE=1
+FAILED=0
 STEPS=build,ceilings,correctness,sanitizer,benchmarks,training
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -80,17 +82,18 @@ step() {  # step NAME BUDGET_S LOG: runs the step's module under a hard timeout,
   echo "=== $name (budget ${budget} s) $(date -u +%FT%TZ)" >>"$log"
   t0=$(date +%s%N)
   timeout -k 5 "$budget" "$PYTHON" -m benchmarks.gpu_check "$name" --out "$OUT_DIR" --budget "$budget" \
-    "${REHEARSE[@]}" >>"$log" 2>&1
+    ${REHEARSE[@]+"${REHEARSE[@]}"} >>"$log" 2>&1
   rc=$?
   "$PYTHON" -m benchmarks.gpu_check end "$name" --out "$OUT_DIR" --budget "$budget" --rc "$rc" \
-    --seconds "$(( ($(date +%s%N) - t0) / 1000000 ))e-3" --log "$log" --offset "$offset" | tee -a "$log"
+    --seconds "$(( ($(date +%s%N) - t0) / 1000000 ))e-3" --log "$log" --offset "$offset" | tee -a "$log" \
+    || FAILED=1
 }
 
 for s in ${STEPS//,/ }; do
   case "$s" in
     build) step build 120 build.log ;;
-    ceilings) step ceilings 10 run.log ;;
-    correctness) step correctness 140 run.log ;;
+    ceilings) step ceilings 15 run.log ;;
+    correctness) step correctness 135 run.log ;;
     sanitizer) step sanitizer 60 sanitizer.log ;;
     benchmarks) step benchmarks 100 run.log ;;
     training) step training 30 run.log ;;
@@ -98,3 +101,4 @@ for s in ${STEPS//,/ }; do
   esac
 done
 step summary 5 run.log
+exit "$FAILED"

@@ -19,12 +19,13 @@ STEPS = ("build", "ceilings", "correctness", "sanitizer", "benchmarks", "trainin
 FILES = {"results.jsonl", "summary.md", "meta.json", "build.log", "run.log", "sanitizer.log"}
 
 
-def _kit(out, *args, **popen):
+def _kit(out, *args, rehearse=True, **popen):
     env = dict(os.environ, PYTHON=sys.executable)
     env.pop("OUT", None)
     env.update(popen.pop("env", {}))
-    return subprocess.Popen(["bash", str(KIT), "--rehearse", "--out", str(out), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    cmd = ["bash", str(KIT), *(["--rehearse"] if rehearse else []), "--out", str(out), *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen)
 
 
 def _parse_lines(path: Path):
@@ -89,6 +90,18 @@ def test_rehearsal_writes_every_step_and_file(tmp_path):
         assert title in md
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["rehearsal"] is True and meta["git_commit"] and meta["finished"]
+
+
+def test_a_failed_step_is_recorded_and_the_next_runs(tmp_path):
+    """Without --rehearse and with no CUDA device visible, the ceilings step fails; its verdict row
+    carries the reason and its log's tail, the summary still runs, and the kit exits 1."""
+    proc = _kit(tmp_path, "--steps", "ceilings", rehearse=False, env={"CUDA_VISIBLE_DEVICES": ""})
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, log
+    verdicts = {r["step"]: r for r in _parse_lines(tmp_path / "results.jsonl") if r["name"] == "step"}
+    assert verdicts["ceilings"]["status"] in ("failed", "timeout")
+    assert verdicts["ceilings"]["log_tail"].startswith("=== ceilings")
+    assert verdicts["summary"]["status"] == "ok" and (tmp_path / "summary.md").exists()
 
 
 def _descendants(pid: int):
