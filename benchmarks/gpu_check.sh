@@ -23,7 +23,7 @@
 #                     benchmarks/results/<device-slug>/gpu-check/
 # --rehearse: the same steps at tiny sizes on a machine without a GPU (CUDA hidden, Triton under
 #   TRITON_INTERPRET=1, the C++ CPU kernels standing in for lcw_fast::'s CUDA ones, the reference on the
-#   CPU; no compile, no sanitizer), writing the same files; about 2 minutes on 2 cores. Budgets are
+#   CPU; no compile, no sanitizer), writing the same files; about 2.5 minutes on 2 cores. Budgets are
 #   doubled (a small shared CPU starts Python and torch slowly). CI runs it (tests/test_gpu_check.py).
 # --out DIR: where the files go (default $OUT, the device tool's return folder). --steps: a subset.
 # Exit status: 0 when every step is ok or skipped, 1 when one failed or timed out (every step runs anyway).
