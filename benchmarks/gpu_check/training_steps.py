@@ -114,7 +114,7 @@ def run(out: Path, budget_s: float, rehearse: bool) -> int:
         got = train_steps(backend, plan["batch"], plan["steps"], plan["warmup"], device, plan.get("shape"))
         release_memory(device)
         rows.append(out, STEP, f"batch {plan['batch']} {backend}", "ok", **got, batch=plan["batch"],
-                    steps=plan["steps"])
+                    steps=plan["steps"], images="x".join(map(str, plan.get("shape", (3, 64, 64)))))
         print(f"[training] {backend}: {got['images_per_s']:.1f} images/s at batch {plan['batch']}", flush=True)
     for i, backend in enumerate(BACKENDS):  # each search gets an equal share of the time left
         share = (deadline - time.monotonic()) / (len(BACKENDS) - i)
