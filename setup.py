@@ -2,12 +2,17 @@
 
 Environment:
   LCW_FAST_CPU_ONLY=1     build the CPU kernels only (no nvcc needed).
-  CUDA_HOME               CUDA toolkit; defaults to /usr/local/cuda when that exists.
+  LCW_FAST_REQUIRE_CUDA=1 fail unless the CUDA kernels are built (no silent CPU-only build).
+  CUDA_HOME               CUDA toolkit (or CUDA_PATH); else the toolkit of the nvcc on PATH; else
+                          /usr/local/cuda when it has bin/nvcc. Without nvcc: CPU kernels only.
   TORCH_CUDA_ARCH_LIST    GPU architectures; defaults to 9.0 (H100) when no GPU is visible.
   MAX_JOBS                parallel compile jobs (ninja).
 """
 import glob
 import os
+import re
+import shutil
+import subprocess
 import sys
 
 from setuptools import setup
@@ -19,14 +24,48 @@ def _env_flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+DEFAULT_CUDA_HOME = "/usr/local/cuda"
+
+
+def _cuda_home_candidates():
+    """(where it came from, toolkit folder) in the order they are tried."""
+    found = []
+    for name in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(name):
+            found.append((name, os.environ[name]))
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        found.append(("PATH", _toolkit_of(nvcc)))
+    found.append(("default", DEFAULT_CUDA_HOME))
+    return found
+
+
+def _toolkit_of(nvcc):
+    """The toolkit folder of an nvcc found on PATH: nvcc's own _HERE_ (its bin/, also through a
+    wrapper script such as /usr/local/bin/nvcc), else the folder above the resolved file's bin/."""
+    try:
+        out = subprocess.run([nvcc, "--dryrun", "-v", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+                             capture_output=True, text=True, timeout=60)
+        here = re.search(r"^#\$ _HERE_=(.+)$", out.stdout + out.stderr, re.M)
+    except (OSError, subprocess.SubprocessError):
+        here = None
+    return os.path.dirname(here.group(1).strip() if here else os.path.dirname(os.path.realpath(nvcc)))
+
+
 def _find_cuda_home():
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if not home and os.path.exists("/usr/local/cuda/bin/nvcc"):
-        home = "/usr/local/cuda"
-    if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
-        os.environ["CUDA_HOME"] = home  # torch.utils.cpp_extension reads it at import time
-        return home
+    """The first candidate toolkit that has bin/nvcc; exported as CUDA_HOME for torch. None if none."""
+    for _, home in _cuda_home_candidates():
+        if os.path.exists(os.path.join(home, "bin", "nvcc")):
+            os.environ["CUDA_HOME"] = home  # torch.utils.cpp_extension reads it at import time
+            return home
     return None
+
+
+def _no_nvcc_message():
+    looked = ", ".join(f"{home}/bin/nvcc ({origin})" for origin, home in _cuda_home_candidates())
+    return (f"lcw_fast: LCW_FAST_REQUIRE_CUDA=1 but nvcc was not found (looked at {looked}); "
+            f"CUDA_HOME={os.environ.get('CUDA_HOME', '(unset)')}, no nvcc on PATH={os.environ.get('PATH', '')}. "
+            "Set CUDA_HOME to the CUDA toolkit or put its bin/ on PATH.")
 
 
 def _nvidia_wheel_includes():
@@ -51,7 +90,12 @@ def _cublas_link_args():
 
 
 def _extension():
+    require_cuda = _env_flag("LCW_FAST_REQUIRE_CUDA")
+    if require_cuda and _env_flag("LCW_FAST_CPU_ONLY"):
+        raise SystemExit("lcw_fast: LCW_FAST_REQUIRE_CUDA=1 and LCW_FAST_CPU_ONLY=1 contradict each other")
     cuda_home = None if _env_flag("LCW_FAST_CPU_ONLY") else _find_cuda_home()
+    if require_cuda and cuda_home is None:
+        raise SystemExit(_no_nvcc_message())
     from torch.utils import cpp_extension  # after CUDA_HOME is set
 
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))

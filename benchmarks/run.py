@@ -157,8 +157,10 @@ class Sweep:
     """Runs cells and keeps, per provider and (suite, D), why its larger n are skipped."""
 
     def __init__(self, device, passes, *, repeats, warmup, cell_seconds, max_call_seconds,
-                 time_budget=None, seed=0, log=print):
+                 time_budget=None, seed=0, log=print, on_rows=None):
+        """on_rows(rows) is called with each cell's rows (and each size's skipped rows) as they are made."""
         self.device, self.passes = device, passes
+        self.on_rows = on_rows or (lambda got: None)
         self.repeats, self.warmup, self.cell_seconds = repeats, warmup, cell_seconds
         self.max_call_seconds, self.seed, self.log = max_call_seconds, seed, log
         self.deadline = time.monotonic() + time_budget if time_budget else math.inf
@@ -210,11 +212,14 @@ class Sweep:
                         reason = stop.get(p.name) or self._budget_reason(predicted) or self._cap_reason(predicted)
                         if reason:
                             stop[p.name] = reason
-                            rows += [_row(p, suite, n, dim, x, "skipped", reason) for x in self.passes]
+                            skipped = [_row(p, suite, n, dim, x, "skipped", reason) for x in self.passes]
+                            rows += skipped
+                            self.on_rows(skipped)
                             continue
                         t0 = time.monotonic()
                         got = self.cell(p, suite, n, dim)
                         rows += got
+                        self.on_rows(got)
                         self.log(self._describe(p, suite, n, dim, got, time.monotonic() - t0))
                         failed = [r for r in got if r["status"] != "ok"]
                         if failed:

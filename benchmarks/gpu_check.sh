@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The one command a session with a GPU runs, from the repository root, with nothing carried but the tree:
+#
+#   bash benchmarks/gpu_check.sh [--out DIR] [--rehearse] [--steps a,b,...]
+#
+# Steps, in order of value, each under its own hard `timeout` (seconds; 465 in all, under the 8 minutes
+# of one device command on the H200). A step that fails or runs out of time is recorded and the next runs.
+#   build        120  pip install -e . --no-build-isolation --no-deps, sm_90 only, MAX_JOBS = cores,
+#                     LCW_FAST_REQUIRE_CUDA=1 (fails without nvcc or CUDA kernels); GPU, driver, versions,
+#                     commit (LCW_FAST_GIT_COMMIT: the device copy has no .git) into meta.json
+#   ceilings      15  fp32 / tf32 / bf16 torch.matmul TFLOP/s and device copy GB/s
+#   correctness  135  every op of the Triton and CUDA backends, values and gradients, against the float64
+#                     blocked reference: D in {2,3,64,128,256,257,784,12288}, n = 1, odd n != m, strided
+#                     inputs, float32/bfloat16/float16/float64, precision default and fast, LCW_FAST_POISON=1,
+#                     each op called twice (bit-equal); the public API's accuracy at the headline sizes
+#                     (benchmarks/gpu_check/correctness.py, accuracy.py). Triton JIT compiles dominate the
+#                     GPU steps' time: these budgets are estimates until a device run measures them.
+#   sanitizer     60  compute-sanitizer memcheck, racecheck, initcheck on tests/gpu_sanitizer.py
+#   benchmarks   100  headline sizes: fwd, bwd, fwd+bwd of reference, triton, cuda (and keops)
+#   training      30  CelebA-architecture cw2 steps: images/s and peak memory at batch 256, largest batch
+#                     in 30 GB, for the reference loss and `auto`
+#   summary        5  summary.md; from a git checkout (not a rehearsal) also copies the files to
+#                     benchmarks/results/<device-slug>/gpu-check/
+# --rehearse: the same steps at tiny sizes on a machine without a GPU (CUDA hidden, Triton under
+#   TRITON_INTERPRET=1, the C++ CPU kernels standing in for lcw_fast::'s CUDA ones, the reference on the
+#   CPU; no compile, no sanitizer), writing the same files; about 2.5 minutes on 2 cores. Budgets are
+#   doubled (a small shared CPU starts Python and torch slowly). CI runs it (tests/test_gpu_check.py).
+# --out DIR: where the files go (default $OUT, the device tool's return folder). --steps: a subset.
+# Exit status: 0 when every step is ok or skipped, 1 when one failed or timed out (every step runs anyway).
+# PYTHON: the interpreter (default python3). KeOps: pykeops/keopscore wheels in .whl/ (carried; the device
+#   has no network) are installed into /tmp and benchmarked; make them on a networked machine with
+#   `pip download --no-deps pykeops==2.3 keopscore==2.3 -d .whl/src && pip wheel --no-deps -w .whl .whl/src/*`.
+#
+# Files in DIR (6, the device tool returns at most 8): results.jsonl, summary.md, meta.json, build.log,
+# run.log (ceilings, correctness, benchmarks, training, summary), sanitizer.log.
+#
+# results.jsonl: one JSON object a line, appended and fsync'd the moment it is measured (a kill loses
+# nothing written before it). Every row: "step", "name", "status" (ok | failed | skipped | timeout),
+# "time" (UTC), "reason" where not ok, plus its numbers:
+#   step "<s>", name "step"   the step's verdict: rc, seconds, budget_s, reason, log_tail (when not ok)
+#   build        "build": rc, seconds, cuda_kernels; "machine": device, device_slug, driver, torch, triton,
+#                cuda, python, cores, git_commit, sm_count, memory_bytes
+#   ceilings     "ceilings": fp32_tflops, tf32_tflops, bf16_tflops, copy_gbps, matmul_size, copy_bytes
+#   correctness  "<backend>.<op> n=.. m=.. D=.. <dtype> <precision> <layout>": value_rel_err, grad_rel_l2,
+#                value_rtol, grad_rel_l2_tol, bit_equal, seconds, backend, op, n, m, D, dtype, precision, layout
+#   sanitizer    "memcheck" | "racecheck" | "initcheck" ("workload" in a rehearsal): errors, rc, seconds, env
+#   benchmarks   "<workload> <provider> n=.. D=.. <pass>": median_ms, q20_ms, q80_ms, min_ms, max_ms,
+#                times_ms, warmup_ms, peak_mem_bytes, extra_mem_bytes, flops, bytes, tflops, roofline_fraction,
+#                speedup_vs_reference, provider, mode, dtype, n, m, D; "provider <p>": why it did not run
+#   training     "batch <B> <backend>": images_per_s, peak_memory_bytes, loss, images (CxHxW);
+#                "probe <B> <backend>": fits, oom, peak_memory_bytes; "largest batch <backend>": largest_batch,
+#                first_failing_batch, budget_bytes
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+OUT_DIR=${OUT:-}
+REHEARSE=()
+BUDGET_SCALE=1
+FAILED=0
+STEPS=build,ceilings,correctness,sanitizer,benchmarks,training
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) OUT_DIR=$2; shift 2 ;;
+    --rehearse) REHEARSE=(--rehearse); BUDGET_SCALE=2; shift ;;
+    --steps) STEPS=$2; shift 2 ;;
+    *) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 2 ;;
+  esac
+done
+[ -n "$OUT_DIR" ] || { echo "gpu_check.sh: give --out DIR or set OUT" >&2; exit 2; }
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+if [ ${#REHEARSE[@]} -gt 0 ]; then
+  export TRITON_INTERPRET=1 CUDA_VISIBLE_DEVICES=""
+elif compgen -G ".whl/*.whl" >/dev/null; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target /tmp/lcw-keops .whl/*.whl \
+    >>"$OUT_DIR/build.log" 2>&1 && export PYTHONPATH=/tmp/lcw-keops${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+step() {  # step NAME BUDGET_S LOG: runs the step's module under a hard timeout, then records its verdict
+  local name=$1 budget=$(($2 * BUDGET_SCALE)) log=$OUT_DIR/$3 offset t0 rc
+  offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
+  echo "=== $name (budget ${budget} s) $(date -u +%FT%TZ)" >>"$log"
+  t0=$(date +%s%N)
+  timeout -k 5 "$budget" "$PYTHON" -m benchmarks.gpu_check "$name" --out "$OUT_DIR" --budget "$budget" \
+    ${REHEARSE[@]+"${REHEARSE[@]}"} >>"$log" 2>&1
+  rc=$?
+  "$PYTHON" -m benchmarks.gpu_check end "$name" --out "$OUT_DIR" --budget "$budget" --rc "$rc" \
+    --seconds "$(( ($(date +%s%N) - t0) / 1000000 ))e-3" --log "$log" --offset "$offset" | tee -a "$log" \
+    || FAILED=1
+}
+
+for s in ${STEPS//,/ }; do
+  case "$s" in
+    build) step build 120 build.log ;;
+    ceilings) step ceilings 15 run.log ;;
+    correctness) step correctness 135 run.log ;;
+    sanitizer) step sanitizer 60 sanitizer.log ;;
+    benchmarks) step benchmarks 100 run.log ;;
+    training) step training 30 run.log ;;
+    *) echo "gpu_check.sh: unknown step '$s'" >&2; exit 2 ;;
+  esac
+done
+step summary 5 run.log
+exit "$FAILED"
