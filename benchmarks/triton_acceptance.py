@@ -24,12 +24,11 @@ from triton.testing import do_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import lcw_fast  # noqa: E402
 from benchmarks.run import device_name, git_commit  # noqa: E402
 from lcw_fast import reference  # noqa: E402
-from helpers import cw_distance_scale, cw_normality_scale, errors  # noqa: E402
+from lcw_fast.reference import cw_distance_scale, cw_normality_scale, errors  # noqa: E402
 
 
 def fwd_bwd(fn, *inputs):

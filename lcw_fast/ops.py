@@ -36,21 +36,31 @@ def has_extension() -> bool:
     return EXTENSION_ERROR is None
 
 
-def has_kernel(ns: str, name: str, dispatch_key: str) -> bool:
-    """True when `ns::name` is registered with a kernel for `dispatch_key` ("CPU", "CUDA")."""
-    return hasattr(getattr(torch.ops, ns), name) and torch._C._dispatch_has_kernel_for_dispatch_key(
-        f"{ns}::{name}", dispatch_key)
+def kernel_ops(ns: str, dispatch_key: str) -> tuple:
+    """The ops of ALL_OPS that `ns` registers with a kernel for `dispatch_key` ("CPU", "CUDA")."""
+    lib = getattr(torch.ops, ns)
+    return tuple(name for name in ALL_OPS
+                 if hasattr(lib, name) and torch._C._dispatch_has_kernel_for_dispatch_key(f"{ns}::{name}", dispatch_key))
+
+
+# Read once at import, so that backend resolution stays plain Python (torch.compile traces it).
+EXTENSION_OPS = {key: kernel_ops("lcw_fast", key) if has_extension() else () for key in ("CPU", "CUDA")}
 
 
 def has_cuda_kernels() -> bool:
     """True when the extension was built with its CUDA kernels."""
-    return has_extension() and has_kernel("lcw_fast", "kernel_sum", "CUDA")
+    return "kernel_sum" in EXTENSION_OPS["CUDA"]
+
+
+_DEFINED = {}
 
 
 def defined_ops(ns: str) -> tuple:
-    """The ops of ALL_OPS that namespace `ns` defines, in ALL_OPS order."""
-    lib = getattr(torch.ops, ns)
-    return tuple(name for name in ALL_OPS if hasattr(lib, name))
+    """The ops of ALL_OPS that namespace `ns` defines, in ALL_OPS order (read once per namespace)."""
+    if ns not in _DEFINED:
+        lib = getattr(torch.ops, ns)
+        _DEFINED[ns] = tuple(name for name in ALL_OPS if hasattr(lib, name))
+    return _DEFINED[ns]
 
 
 def _like(t):
