@@ -10,7 +10,7 @@ import torch
 import lcw_fast
 from lcw_fast import backends, ops
 
-OPS = ("kernel_sum", "kernel_sum_self", "kernel_sum_grad", "kernel_sum_self_grad", "kernel_sum_grad_pair")
+OPS = ops.ALL_OPS
 CUDA_BUILD_EXPECTED = (ops.has_extension() and os.environ.get("LCW_FAST_CPU_ONLY", "") != "1"
                        and (shutil.which("nvcc") or os.path.exists("/usr/local/cuda/bin/nvcc")))
 needs_cuda_build = pytest.mark.skipif(not CUDA_BUILD_EXPECTED,
@@ -18,8 +18,7 @@ needs_cuda_build = pytest.mark.skipif(not CUDA_BUILD_EXPECTED,
 
 
 def _op_args(name, x):
-    two_samples = name in ("kernel_sum", "kernel_sum_grad", "kernel_sum_grad_pair")
-    return (x, x, 1.0, "default") if two_samples else (x, 1.0, "default")
+    return (x, 1.0, "default") if "self" in name else (x, x, 1.0, "default")
 
 
 @needs_cuda_build
