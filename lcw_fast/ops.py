@@ -144,9 +144,9 @@ def register_autograd(ns: str) -> None:
         ctx.save_for_backward(*output[1:], *(inputs[:2] if needs_y else ()))
         ctx.gamma, ctx.precision = inputs[-2], inputs[-1]
 
-    def backward_one_pass(ctx, grad, *unused_grad_grads):
+    def backward_one_pass(ctx, grad, *ignored):  # ignored: grad_outputs of the non-differentiable gradients
         saved = ctx.saved_tensors
-        grads = list(saved[:len(unused_grad_grads)])
+        grads = list(saved[:len(ignored)])
         if len(saved) > len(grads):  # kernel_sum_value_grad with y requiring grad
             x, y = saved[len(grads):]
             grads.append(ops.kernel_sum_grad(y, x, ctx.gamma, ctx.precision))
