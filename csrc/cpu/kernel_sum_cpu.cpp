@@ -1,6 +1,6 @@
 // Fused CPU kernels of the eight lcw_fast ops (semantics in csrc/lcw_fast.cpp).
 //
-// The pairs are visited in tiles of kTile rows (up to kWideTile for kernel_sum_grad_pair on the
+// The pairs are visited in tiles of kTile rows (up to kWideTile for the pair gradients on the
 // Gram path) by kTile (direct path) or up to kWideTile (Gram path) columns; a tile's squared distances live in fixed per-thread scratch and never as an
 // n x m matrix. Extra memory: O((n + m) D) (a transposed copy or the row norms, and the float64
 // gradient accumulators) plus O(kWideTile (D + kWideTile)) per thread.
@@ -369,7 +369,7 @@ std::tuple<double, at::Tensor> self_value_grad(const Sample<T>& x, Kernel<T> ker
   // Two groups of tiles per thread, so that there are few rounds (each ends in a barrier, costly
   // on a loaded machine) and every slot of a round carries the same work. Inside a group a row
   // tile meets the columns right of it in spans of up to `width` rows; two groups meet in tiles of
-  // up to width x width, which flush W^T . X_I to the accumulators less often (see pair_grad).
+  // up to width x width, which flush W^T . X_I to the accumulators less often (see pair_value_grad).
   const TileGroups groups(x.n, std::min<int64_t>(num_tiles(x.n), 2 * at::get_num_threads()));
   Accumulators acc(x.n, x.dim);
   const double value = run_rounds(
