@@ -10,10 +10,10 @@
                    pykeops imports (it compiles each formula on first use: the warm-up)
 
 Every provider is called through `normality(z, gamma)` and `distance(x, y, gamma)`; the lcw_fast ones
-go through the public cw_normality / cw_distance with backend=..., so a new backend of lcw_fast is
-benchmarked by adding its name to FUSED_BACKENDS. `check(device)` says why a provider cannot run on a
-device (None when it can): lcw_fast's own backend resolution decides, then a tiny forward and backward
-call proves the kernels are really there (a backend can resolve while its kernels are still missing).
+go through the public cw_normality / cw_distance with backend=..., so every fused backend of
+lcw_fast.backends.TABLE is benchmarked. `check(device)` says why a provider cannot run on a device
+(None when it can): the backend table decides, then a tiny forward and backward call proves the
+kernels are really there (a backend can be listed while its kernels are still missing).
 """
 import functools
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ from lcw_fast import backends
 
 from .timing import describe_error
 
-FUSED_BACKENDS = ("cpu", "cuda", "triton")
+FUSED_BACKENDS = backends.FUSED
 MODES = ("default", "fast", "bf16")
 _PROBE_SHAPE = (5, 3)
 
@@ -69,10 +69,9 @@ def _lcw_check(backend: str, mode: str, provider_name: str) -> Callable[[torch.d
     def check(device: torch.device) -> Optional[str]:
         if backend == "triton" and backends.triton_interpreted():
             return "Triton runs under its interpreter (TRITON_INTERPRET=1): timings would be meaningless"
-        try:
-            backends.resolve(backend, torch.empty(_PROBE_SHAPE, device=device))
-        except (RuntimeError, ValueError, ImportError) as exc:
-            return describe_error(exc)
+        why = backends.TABLE[backend].available_on(device.type)
+        if why is not None:
+            return why
         if device.type == "cpu" and mode != "default":
             return f"mode {mode!r} computes the same float32 sums as 'default' on the CPU"
         return _probe(PROVIDERS[provider_name], device)

@@ -9,6 +9,13 @@
 //   kernel_sum_grad_pair(x, y, gamma) = (d/dx, d/dy) sum_ij k(|x_i - y_j|^2)
 //                                   = (kernel_sum_grad(x, y), kernel_sum_grad(y, x)) from one pass
 //                                                                    -> ((n, D) dtype of x, (m, D) dtype of y)
+// One-pass ops: the value and the gradient(s) from one visit of each pair (a self-sum visits each
+// unordered pair once), for the losses whose backward only scales the saved gradients:
+//   kernel_sum_value_grad(x, y, gamma)      = (kernel_sum(x, y), kernel_sum_grad(x, y))
+//   kernel_sum_value_grad_pair(x, y, gamma) = (kernel_sum(x, y), *kernel_sum_grad_pair(x, y))
+//   kernel_sum_self_value_grad(x, gamma)    = (kernel_sum_self(x), kernel_sum_self_grad(x))
+// Non-finite input (NaN or +-Inf anywhere in x or y): every value is NaN and every gradient
+// entry is NaN.
 // `precision` selects the GPU matmul precision: "default" (float32-accurate) or "fast" (TF32);
 // CPU kernels are always exact and accept both.
 #include <Python.h>

@@ -9,6 +9,10 @@ Means run over all n^2, m^2 and n*m pairs, diagonals included. Both results carr
 the paper's public code applies C0 to the distance but not to the normality term, so our
 cw_normality is C0 times theirs and the two are directly comparable. gamma is a constant for
 autograd. The three sums are combined in float64 and the result is cast to the inputs' dtype.
+
+Each sum is one op call (lcw_fast.backends.Backend): when one of its inputs requires grad (and grad
+mode is on) a one-pass op returns the value with its gradients, and the backward only scales them;
+forward-only calls use the value-only ops.
 """
 import functools
 import math

@@ -6,6 +6,9 @@ as n * m * D).
 With `exact=True` the distances are computed from differences (no Gram cancellation); with
 `exact=False` they come from `torch.cdist(x, y) ** 2` at PyTorch's default settings, which is what
 the paper's public code does and what the benchmarks compare against.
+
+The blocked functions (`*_blocked`) are the float64 reference the kernels are tested against, in
+bounded memory; `errors` and the `*_scale` functions are the one way results are compared with it.
 """
 import math
 
@@ -121,3 +124,31 @@ def cw_normality_blocked(z: torch.Tensor, gamma: float, block: int = BLOCK) -> t
     zd = z.double()
     to_prior = torch.rsqrt(gamma + 0.5 + zd.square().sum(1) / (2 * dim - 3)).mean()
     return C0 * (kernel_sum_blocked(z, z, gamma, block) / n**2 + (1.0 + gamma) ** -0.5 - 2.0 * to_prior)
+
+
+# Comparing a result with the reference: one error measure, and the unit of value errors.
+
+def errors(actual: torch.Tensor, expected: torch.Tensor):
+    """(max absolute error, RMS error, relative L2 error) of actual against expected, in float64."""
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    diff = a - e
+    if not diff.numel():
+        return 0.0, 0.0, 0.0
+    return (diff.abs().max().item(), diff.square().mean().sqrt().item(),
+            (diff.norm() / e.norm().clamp_min(1e-300)).item())
+
+
+def cw_distance_scale(x: torch.Tensor, y: torch.Tensor, gamma: float) -> float:
+    """C0 times the sum of the magnitudes of cw_distance's three mean terms (the unit of value errors)."""
+    x, y = x.detach(), y.detach()
+    means = [kernel_sum_blocked(a, b, gamma) / (a.shape[0] * b.shape[0]) for a, b in ((x, x), (y, y), (x, y))]
+    return C0 * (means[0] + means[1] + 2 * means[2]).item()
+
+
+def cw_normality_scale(z: torch.Tensor, gamma: float) -> float:
+    """C0 times the sum of the magnitudes of cw_normality's three terms (the unit of value errors)."""
+    z = z.detach()
+    n, dim = z.shape
+    prior = torch.rsqrt(gamma + 0.5 + z.double().square().sum(1) / (2 * dim - 3)).mean().item()
+    pairs = kernel_sum_blocked(z, z, gamma).item() / n**2
+    return C0 * (pairs + (1 + gamma) ** -0.5 + 2 * prior)

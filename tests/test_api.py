@@ -1,14 +1,17 @@
 """Public API semantics that hold for every backend: bandwidths, conventions, validation, dispatch.
 
-Backend-specific accuracy lives in test_ops_cpu.py, test_triton.py and test_cuda_*.py.
+The op contract of every backend is tested in test_ops.py; backend-specific checks in test_ops_cpu.py,
+test_triton.py and test_cuda_*.py.
 """
 import math
 
 import pytest
 import torch
 
+import dataclasses
+
 import lcw_fast
-from lcw_fast import reference
+from lcw_fast import backends, ops, reference
 from helpers import assert_close
 
 
@@ -123,3 +126,31 @@ def test_reference_paper_path_matches_exact_path_in_float64():
     fast = reference.cw_distance(x, y, 0.2, exact=False)
     exact = reference.cw_distance(x, y, 0.2, exact=True)
     assert fast.item() == pytest.approx(exact.item(), rel=1e-10)
+
+
+def test_backend_table_lists_every_backend_and_resolve_reads_it():
+    assert set(backends.TABLE) == set(lcw_fast.BACKENDS) - {"auto"}
+    assert backends.TABLE["reference"].ops() == () and not backends.TABLE["reference"].fused
+    assert "reference" in backends.available("cpu")
+    cpu = backends.TABLE["cpu"]
+    if cpu.unavailable() is None:
+        assert cpu.ops() == ops.ALL_OPS and "cpu" in backends.available("cpu")
+        assert backends.resolve("cpu", torch.randn(3, 2)).has == frozenset(ops.ALL_OPS)
+    assert backends.TABLE["cuda"].available_on("cpu") == "backend='cuda' needs cuda tensors, got tensors on cpu"
+
+
+@pytest.mark.skipif(not ops.has_extension(), reason="the C++ extension is not built")
+def test_a_backend_without_one_pass_ops_falls_back_to_the_value_ops(monkeypatch):
+    """A table entry lists the ops a backend has: without the one-pass ops the public API uses the
+    value ops and their recomputing backward, with the same results."""
+    x = torch.randn(30, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(20, 5, dtype=torch.float64, requires_grad=True)
+    one_pass = lcw_fast.cw_distance(x, y, 0.5, backend="cpu")
+    expected = torch.autograd.grad(one_pass, (x, y))
+    value_only = dataclasses.replace(backends.TABLE["cpu"], ops=lambda: ops.VALUE_OPS + ops.GRAD_OPS)
+    monkeypatch.setitem(backends.TABLE, "cpu", value_only)
+    assert not backends.resolve("cpu", x).has & set(ops.ONE_PASS_OPS)
+    got = lcw_fast.cw_distance(x, y, 0.5, backend="cpu")
+    assert got.item() == pytest.approx(one_pass.item(), rel=1e-12)
+    for g, e in zip(torch.autograd.grad(got, (x, y)), expected):
+        assert_close(g, e, rtol=1e-12, atol=1e-15, name="fallback gradient")

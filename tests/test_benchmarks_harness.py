@@ -190,3 +190,19 @@ def test_provider_patterns():
     assert [p.name for p in providers.select(["reference", "keops"])] == ["reference", "keops"]
     with pytest.raises(ValueError, match="matches none"):
         providers.select(["tritonn"])
+
+
+def test_cpu_one_pass_script_writes_one_row_per_tree_thread_count_and_dim(tmp_path):
+    """benchmarks/cpu_one_pass.py against this tree as its own 'old' build, at a tiny size."""
+    from benchmarks import cpu_one_pass
+
+    out = tmp_path / "one_pass.csv"
+    rows = cpu_one_pass.main(["--old", str(cpu_one_pass.ROOT), "--out", str(out), "--n", "64", "--dims", "3", "12",
+                              "--threads", "1", "--rounds", "1", "--calls", "1"])
+    with out.open() as f:
+        written = list(csv.DictReader(f))
+    assert [(r["tree"], r["D"], r["threads"]) for r in written] == [
+        ("new", "3", "1"), ("new", "12", "1"), ("old", "3", "1"), ("old", "12", "1")]
+    for row in rows:
+        assert row["fwd_ms"] > 0 and row["fwd_bwd_ms"] > 0
+        assert row["ratio"] == pytest.approx(row["fwd_bwd_ms"] / row["fwd_ms"])  # one round: the ratio of the times

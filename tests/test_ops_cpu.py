@@ -1,9 +1,7 @@
-"""The fused C++ CPU kernels (torch.ops.lcw_fast on CPU tensors) against the float64 reference.
-
-Tolerances (issue 2): float64 agrees to 1e-10 relative; float32 values within 1e-5 * C0 * (sum of
-the magnitudes of the three mean terms), float32 gradients within 1e-5 relative L2 error.
-Shapes cross the 128-row tiles (129, 300, 600), use n != m, and both distance paths of the kernel
-(from differences for D <= 10, from a Gram tile above).
+"""CPU-specific checks of the fused C++ kernels (torch.ops.lcw_fast on CPU tensors): the schedules
+that depend on the thread count, one-pass values against the value ops, torch.compile, the CPU's
+argument checks and half-precision handling. The op contract itself (every op against the float64
+reference, non-finite inputs, opcheck, gradcheck) is tested for every backend in test_ops.py.
 """
 import math
 
@@ -12,16 +10,11 @@ import torch
 
 import lcw_fast
 from lcw_fast import reference
-from helpers import assert_close, cw_distance_scale, cw_normality_scale
+from helpers import assert_close
 
 OPS = torch.ops.lcw_fast
-C0 = lcw_fast.C0
 F64_RTOL = 1e-10
 F32_REL = 1e-5
-
-# (n, m, D): n = 1, n not a multiple of the tile, n != m, small and large D; m = 600 crosses the
-# 512-column spans of the Gram path.
-SHAPES = [(1, 1, 2), (1, 7, 3), (129, 300, 3), (300, 129, 8), (257, 600, 40), (130, 70, 784), (3, 5, 12288)]
 
 
 def _samples(n, m, dim, dtype, non_contiguous=False):
@@ -34,16 +27,6 @@ def _samples(n, m, dim, dtype, non_contiguous=False):
     return torch.randn(n, dim, dtype=dtype), 0.3 + 1.2 * torch.randn(m, dim, dtype=dtype)
 
 
-def _check_value(got, expected, scale, name):
-    if got.dtype == torch.float64:
-        assert abs(got.item() - expected.item()) <= F64_RTOL * abs(expected.item()), (
-            f"{name}: {got.item()!r} vs {expected.item()!r}")
-    else:
-        assert abs(got.item() - expected.item()) <= F32_REL * scale, (
-            f"{name}: {got.item()!r} vs {expected.item()!r}, error {abs(got.item() - expected.item()):.3e}, "
-            f"allowed {F32_REL * scale:.3e}")
-
-
 def _check_grad(got, expected, name):
     if got.dtype == torch.float64:
         assert_close(got, expected, rtol=F64_RTOL, atol=F64_RTOL * expected.abs().max().item(), name=name)
@@ -51,160 +34,86 @@ def _check_grad(got, expected, name):
         assert_close(got, expected, atol=math.inf, rel_l2=F32_REL, name=name)
 
 
-def _grads(out, inputs):
-    wanted = [t for t in inputs if t.requires_grad]
-    found = iter(torch.autograd.grad(out, wanted))
-    return [next(found) if t.requires_grad else None for t in inputs]
+class threads:
+    """Context manager: torch's intra-op thread count set to `count` inside."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.count)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("n, m, dim", SHAPES)
-def test_cw_distance_matches_reference(n, m, dim, dtype):
-    x, y = _samples(n, m, dim, dtype)
-    gamma = 0.7
-    x.requires_grad_(True)
-    y.requires_grad_(True)
-    got = lcw_fast.cw_distance(x, y, gamma, backend="cpu")
-    assert got.dtype == dtype and got.shape == ()
-    xd, yd = x.detach().double().requires_grad_(True), y.detach().double().requires_grad_(True)
-    expected = reference.cw_distance(xd, yd, gamma, exact=True)
-    _check_value(got, expected, cw_distance_scale(x.detach(), y.detach(), gamma), "cw_distance")
-    for g, e, name in zip(_grads(got, [x, y]), _grads(expected, [xd, yd]), ["grad x", "grad y"]):
-        _check_grad(g, e, name)
+def _check_value(got, expected, dtype, name):
+    """A one-pass value against the value op: float64 to 1e-12, float32 to float32 rounding of the sums."""
+    assert got.dtype == torch.float64 and got.shape == (), name
+    assert got.item() == pytest.approx(expected.item(), rel=1e-12 if dtype == torch.float64 else 1e-6), name
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("n, dim", [(1, 2), (129, 3), (300, 8), (600, 5), (257, 40), (130, 784), (4, 12288)])
-def test_cw_normality_matches_reference(n, dim, dtype):
-    z = (0.2 + torch.randn(n, dim, dtype=dtype)).requires_grad_(True)
-    got = lcw_fast.cw_normality(z, backend="cpu")
-    gamma = lcw_fast.normality_gamma(n)
-    zd = z.detach().double().requires_grad_(True)
-    expected = reference.cw_normality(zd, gamma, exact=True)
-    _check_value(got, expected, cw_normality_scale(z.detach(), gamma), "cw_normality")
-    _check_grad(*_grads(got, [z]), *_grads(expected, [zd]), "grad z")
-
-
-@pytest.mark.parametrize("wrt", ["x", "y", "both"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_grads_of_either_input_with_non_contiguous_inputs(wrt, dtype):
-    x, y = _samples(131, 90, 6, dtype, non_contiguous=True)
-    gamma = 0.4
-    x.requires_grad_(wrt in ("x", "both"))
-    y.requires_grad_(wrt in ("y", "both"))
-    got = lcw_fast.cw_distance(x, y, gamma, backend="cpu")
-    xd = x.detach().double().requires_grad_(x.requires_grad)
-    yd = y.detach().double().requires_grad_(y.requires_grad)
-    expected = reference.cw_distance(xd, yd, gamma, exact=True)
-    _check_value(got, expected, cw_distance_scale(x.detach(), y.detach(), gamma), "cw_distance")
-    for g, e, name in zip(_grads(got, [x, y]), _grads(expected, [xd, yd]), ["grad x", "grad y"]):
-        assert (g is None) == (e is None), name
-        if g is not None:
-            _check_grad(g, e, name)
-
-
-@pytest.mark.parametrize("dim", [3, 40])
-def test_raw_ops_on_uncentred_data(dim):
-    """The ops themselves (no centring by the public API): sums and gradients in float64."""
-    x = 2.0 + torch.randn(140, dim, dtype=torch.float64)
-    y = -1.0 + torch.randn(75, dim, dtype=torch.float64)
-    gamma = 0.3
-    xd, yd = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
-    cross = reference.kernel_sum(xd, yd, gamma)
-    own = reference.kernel_sum(xd, xd, gamma)
-    assert OPS.kernel_sum(x, y, gamma).item() == pytest.approx(cross.item(), rel=F64_RTOL)
-    assert OPS.kernel_sum_self(x, gamma, "fast").item() == pytest.approx(own.item(), rel=F64_RTOL)
-    grad_x, grad_y = torch.autograd.grad(cross, (xd, yd))
-    _check_grad(OPS.kernel_sum_grad(x, y, gamma), grad_x, "kernel_sum_grad")
-    _check_grad(OPS.kernel_sum_grad(y, x, gamma), grad_y, "kernel_sum_grad(y, x)")
-    _check_grad(OPS.kernel_sum_self_grad(x, gamma), torch.autograd.grad(own, xd)[0], "kernel_sum_self_grad")
-    assert OPS.kernel_sum_grad(x.float(), y.float(), gamma).dtype == torch.float32
-
-
-@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("count", [1, 2, 3])
 @pytest.mark.parametrize("dim", [3, 16])
-def test_self_gradient_schedule_covers_every_pair_for_any_thread_count(threads, dim):
-    """The self-gradient's round-robin over groups of tiles depends on the thread count."""
+def test_self_gradient_schedule_covers_every_pair_for_any_thread_count(count, dim):
+    """The self-gradient's round-robin over groups of tiles depends on the thread count; the one-pass
+    op's value sums the same triangle, off-diagonal tiles twice."""
     x = torch.randn(1100, dim, dtype=torch.float64)  # 9 tiles: uneven groups for 3 threads
     xd = x.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(reference.kernel_sum(xd, xd, 0.5), xd)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with threads(count):
         got = OPS.kernel_sum_self_grad(x, 0.5)
         total = OPS.kernel_sum_self(x, 0.5)
-    finally:
-        torch.set_num_threads(before)
-    _check_grad(got, expected, f"kernel_sum_self_grad with {threads} threads")
+        value, one_pass = OPS.kernel_sum_self_value_grad(x, 0.5)
+        again = OPS.kernel_sum_self_value_grad(x, 0.5)
+    _check_grad(got, expected, f"kernel_sum_self_grad with {count} threads")
     assert total.item() == pytest.approx(reference.kernel_sum(x, x, 0.5).item(), rel=F64_RTOL)
+    _check_value(value, total, x.dtype, "kernel_sum_self_value_grad value")
+    assert torch.equal(one_pass, got), "the one-pass gradient is the gradient op's"
+    assert torch.equal(again[0], value) and torch.equal(again[1], one_pass), "not reproducible run to run"
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("count", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("n, m, dim, non_contiguous",
                          [(1, 7, 2, False), (129, 300, 3, True), (300, 129, 8, False), (700, 257, 40, False),
                           (130, 600, 784, True), (3, 5, 12288, False)])
-def test_grad_pair_matches_reference_and_single_grads(n, m, dim, non_contiguous, dtype, threads):
+def test_grad_pair_matches_reference_and_single_grads(n, m, dim, non_contiguous, dtype, count):
     """Both gradients from one pass: the float64 reference, and the two single-gradient ops up to
-    float32 rounding, for any thread count (the Latin square of row and column groups depends on it)."""
+    float32 rounding, for any thread count (the Latin square of row and column groups depends on it);
+    the one-pass ops' values against kernel_sum, their gradients equal to the gradient ops'."""
     x, y = _samples(n, m, dim, dtype, non_contiguous)
     gamma = 0.6
     xd, yd = x.double().requires_grad_(True), y.double().requires_grad_(True)
     expected = torch.autograd.grad(reference.kernel_sum(xd, yd, gamma), (xd, yd))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with threads(count):
         got = OPS.kernel_sum_grad_pair(x, y, gamma)
         singles = (OPS.kernel_sum_grad(x, y, gamma), OPS.kernel_sum_grad(y, x, gamma))
-    finally:
-        torch.set_num_threads(before)
+        total = OPS.kernel_sum(x, y, gamma)
+        pair_value, *pair_grads = OPS.kernel_sum_value_grad_pair(x, y, gamma)
+        one_pass = [OPS.kernel_sum_value_grad(a, b, gamma) for a, b in ((x, y), (y, x))]
     for g, single, e, t, name in zip(got, singles, expected, (x, y), ("d/dx", "d/dy")):
         assert g.dtype == dtype and g.shape == t.shape, name
         _check_grad(g, e, f"kernel_sum_grad_pair {name}")
         assert_close(g, single, atol=math.inf, rel_l2=1e-12 if dtype == torch.float64 else 1e-6,
                      name=f"kernel_sum_grad_pair {name} vs kernel_sum_grad")
+    _check_value(pair_value, total, dtype, "kernel_sum_value_grad_pair value")
+    assert all(torch.equal(a, b) for a, b in zip(pair_grads, got)), "one-pass pair gradients"
+    for (value, grad), single in zip(one_pass, singles):
+        _check_value(value, total, dtype, "kernel_sum_value_grad value")
+        assert torch.equal(grad, single), "one-pass gradient"
 
 
-def test_cw_distance_backward_uses_grad_pair_for_both_inputs_only(monkeypatch):
-    """With grads of both x and y the backward makes one pair call, with one of them the single call."""
-    calls = []
-    ops = torch.ops.lcw_fast
-    for name in ("kernel_sum_grad", "kernel_sum_grad_pair"):
-        op = getattr(ops, name)
-        monkeypatch.setattr(ops, name, lambda *args, _op=op, _name=name: calls.append(_name) or _op(*args))
-    x, y = _samples(70, 50, 5, torch.float64)
-    for wrt, expected_calls in (("both", ["kernel_sum_grad_pair"]), ("x", ["kernel_sum_grad"])):
-        calls.clear()
-        xg, yg = x.clone().requires_grad_(True), y.clone().requires_grad_(wrt == "both")
-        got = _grads(lcw_fast.cw_distance(xg, yg, 0.5, backend="cpu"), [xg, yg])
-        xd, yd = x.clone().requires_grad_(True), y.clone().requires_grad_(wrt == "both")
-        expected = _grads(reference.cw_distance(xd, yd, 0.5, exact=True), [xd, yd])
-        assert calls == expected_calls
-        for g, e, name in zip(got, expected, ("grad x", "grad y")):
-            assert (g is None) == (e is None), name
-            if g is not None:
-                _check_grad(g, e, name)
-
-
-def test_opcheck_all_ops():
-    x = torch.randn(9, 3, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(OPS.kernel_sum, (x, y, 0.5, "default"))
-    torch.library.opcheck(OPS.kernel_sum_self, (x, 0.5, "default"))
-    torch.library.opcheck(OPS.kernel_sum_grad, (x.detach(), y.detach(), 0.5, "default"))
-    torch.library.opcheck(OPS.kernel_sum_self_grad, (x.detach().float(), 0.5, "fast"))
-    torch.library.opcheck(OPS.kernel_sum_grad_pair, (x.detach(), y.detach(), 0.5, "default"))
-    torch.library.opcheck(OPS.kernel_sum_grad_pair, (y.detach().float(), x.detach().float(), 0.5, "fast"))
-
-
-def test_gradcheck_float64():
-    """cw_distance and kernel_sum with both inputs requiring grad go through kernel_sum_grad_pair."""
-    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: lcw_fast.cw_distance(a, b, 0.5, backend="cpu"), (x, y))
-    assert torch.autograd.gradcheck(lambda a: lcw_fast.cw_normality(a, backend="cpu"), (x,))
-    assert torch.autograd.gradcheck(lambda a, b: OPS.kernel_sum(a, b, 0.5, "default"), (x, y))
-    assert torch.autograd.gradcheck(lambda a: OPS.kernel_sum_self(a, 0.5, "default"), (x,))
+def test_cross_one_pass_value_does_not_depend_on_the_thread_count():
+    """kernel_sum_value_grad sums fixed row tiles in tile order: bit-identical for any thread count."""
+    x, y = _samples(1000, 700, 20, torch.float32)
+    results = []
+    for count in (1, 2, 3):
+        with threads(count):
+            results.append(OPS.kernel_sum_value_grad(x, y, 0.5))
+    for value, grad in results[1:]:
+        assert torch.equal(value, results[0][0]) and torch.equal(grad, results[0][1])
 
 
 @pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
@@ -224,23 +133,6 @@ def test_torch_compile_fullgraph(compiler):
                  name="compiled grad")
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_non_finite_inputs_give_nan(bad):
-    x = torch.randn(140, 4, requires_grad=True)
-    y = torch.randn(20, 4)
-    with torch.no_grad():
-        x[3, 1] = bad
-    d = lcw_fast.cw_distance(x, y, 0.5, backend="cpu")
-    assert torch.isnan(d)
-    assert torch.isnan(torch.autograd.grad(d, x)[0]).all()
-    assert torch.isnan(lcw_fast.cw_normality(x, backend="cpu"))
-    raw = x.detach()
-    assert torch.isnan(OPS.kernel_sum(y, raw, 0.5)) and torch.isnan(OPS.kernel_sum_self(raw, 0.5))
-    assert torch.isnan(OPS.kernel_sum_grad(y, raw, 0.5)).all()
-    assert torch.isnan(OPS.kernel_sum_self_grad(raw, 0.5)).all()
-    assert all(torch.isnan(g).all() for g in OPS.kernel_sum_grad_pair(y, raw, 0.5))
-
-
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -253,6 +145,11 @@ def test_non_finite_inputs_give_nan(bad):
         (lambda: OPS.kernel_sum_grad_pair(torch.randn(4, 3), torch.randn(4, 2), 0.5), "same dimension D"),
         (lambda: OPS.kernel_sum_grad_pair(torch.randn(4, 3), torch.randn(4), 0.5), "y must be 2-D"),
         (lambda: OPS.kernel_sum_grad_pair(torch.randn(4, 3), torch.randn(4, 3), 0.0), "gamma must be positive"),
+        (lambda: OPS.kernel_sum_value_grad(torch.randn(4, 3), torch.randn(4, 3).double(), 0.5), "same dtype"),
+        (lambda: OPS.kernel_sum_value_grad_pair(torch.randn(4, 3), torch.randn(4, 2), 0.5),
+         "kernel_sum_value_grad_pair: x and y must have the same dimension D"),
+        (lambda: OPS.kernel_sum_self_value_grad(torch.randn(4, 3).half(), 0.5), "float32 or float64"),
+        (lambda: OPS.kernel_sum_self_value_grad(torch.randn(4, 3), math.inf), "kernel_sum_self_value_grad: gamma"),
         (lambda: OPS.kernel_sum_self(torch.randn(4), 0.5), "2-D"),
         (lambda: OPS.kernel_sum_self(torch.randn(4, 1), 0.5), "D >= 2"),
         (lambda: OPS.kernel_sum_self(torch.randn(4, 3), -1.0), "gamma must be positive"),

@@ -1,6 +1,6 @@
-// Fused CPU kernels of the five lcw_fast ops (semantics in csrc/lcw_fast.cpp).
+// Fused CPU kernels of the eight lcw_fast ops (semantics in csrc/lcw_fast.cpp).
 //
-// The pairs are visited in tiles of kTile rows (up to kWideTile for kernel_sum_grad_pair on the
+// The pairs are visited in tiles of kTile rows (up to kWideTile for the pair gradients on the
 // Gram path) by kTile (direct path) or up to kWideTile (Gram path) columns; a tile's squared distances live in fixed per-thread scratch and never as an
 // n x m matrix. Extra memory: O((n + m) D) (a transposed copy or the row norms, and the float64
 // gradient accumulators) plus O(kWideTile (D + kWideTile)) per thread.
@@ -16,6 +16,9 @@
 // Self-sums visit only the diagonal tiles and the columns right of them (off-diagonal pairs count
 // twice); their gradient updates rows I with W . X_J and rows J with W^T . X_I, one round-robin
 // round of tile groups at a time (round_robin.h), so no two threads write the same rows.
+// Every gradient pass also sums k over the tiles it visits (tile_derivative), so the one-pass ops
+// (value and gradients) cost a gradient pass; the gradient-only ops drop that value. The value-only
+// ops keep their own, cheaper pass (no tile products).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -256,26 +259,29 @@ struct RowTileState {
   std::vector<double> sums, acc;
 };
 
+// (sum_ij k(|x_i - y_j|^2), its gradient w.r.t. x): one row tile of x per work item.
 template <typename T>
-at::Tensor cross_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
+std::tuple<double, at::Tensor> cross_value_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
   at::Tensor grad = at::empty({x.n, x.dim}, x.rows_tensor.options());
   T* g = grad.mutable_data_ptr<T>();
   const int64_t width = y.cols();
-  for_each_item(
+  const double value = sum_items(
       num_tiles(x.n), [&] { return RowTileState<T>(x.dim, width); },
       [&](int64_t t, RowTileState<T>& state) {
         const Span i = tile(t, x.n);
         std::fill(state.sums.begin(), state.sums.end(), 0.0);
         std::fill(state.acc.begin(), state.acc.end(), 0.0);
+        double total = 0.0;
         for_each_span(0, y.n, width, [&](Span j) {
           T* w = state.s.tile.data();
           sq_dists(x, i, y, j, false, w);
-          tile_derivative(w, i.size, j.size, false, kernel, state.sums.data());
+          total += tile_derivative(w, i.size, j.size, false, kernel, state.sums.data());
           add_row_products(w, i, y, j, state.s, state.acc.data());
         });
         write_grad(x, i.begin, i.size, state.sums.data(), state.acc.data(), 2.0, g);
+        return total;
       });
-  return grad;
+  return {value, grad};
 }
 
 // Float64 gradient accumulators of one (n, D) sample: per row, the sum of its w and the w-weighted
@@ -301,19 +307,21 @@ at::Tensor finish_grad(const Sample<T>& x, Accumulators& a, double factor) {
 
 // Adds the pairs of the rows i of x and j of y to the accumulators of both ends: rows i of gx get
 // W . Y_j, rows j of gy get W^T . X_i. For the self-gradient y is x and gy is gx; on a diagonal
-// tile (j is i) the transposed half is the same pairs again and is skipped.
+// tile (j is i) the transposed half is the same pairs again and is skipped. Returns the tile's
+// sum of k (float64).
 template <typename T>
-void accumulate_pair(const Sample<T>& x, Span i, const Sample<T>& y, Span j, Kernel<T> kernel, Scratch<T>& s,
+double accumulate_pair(const Sample<T>& x, Span i, const Sample<T>& y, Span j, Kernel<T> kernel, Scratch<T>& s,
                      Accumulators& gx, Accumulators& gy) {
   T* w = s.tile.data();
   const bool diagonal = &gx == &gy && i.begin == j.begin;
   sq_dists(x, i, y, j, diagonal, w);
-  tile_derivative(w, i.size, j.size, diagonal, kernel, gx.sums_at(i.begin));
+  const double value = tile_derivative(w, i.size, j.size, diagonal, kernel, gx.sums_at(i.begin));
   add_row_products(w, i, y, j, s, gx.acc_at(i.begin));
   if (!diagonal) {
     add_column_sums(w, i.size, j.size, gy.sums_at(j.begin));
     add_col_products(w, x, i, j, s, gy.acc_at(j.begin));
   }
+  return value;
 }
 
 // `count` groups of consecutive tiles of an n-row sample, of as equal sizes as can be.
@@ -326,75 +334,83 @@ struct TileGroups {
 };
 
 // Adds every pair of the rows [a_begin, a_end) of x and [b_begin, b_end) of y (disjoint when y is
-// x) to the accumulators of both ends, in tiles of up to width x width.
+// x) to the accumulators of both ends, in tiles of up to width x width. Returns their sum of k.
 template <typename T>
-void accumulate_block(const Sample<T>& x, int64_t a_begin, int64_t a_end, const Sample<T>& y, int64_t b_begin,
+double accumulate_block(const Sample<T>& x, int64_t a_begin, int64_t a_end, const Sample<T>& y, int64_t b_begin,
                       int64_t b_end, int64_t width, Kernel<T> kernel, Scratch<T>& s, Accumulators& gx,
                       Accumulators& gy) {
+  double value = 0.0;
   for_each_span(a_begin, a_end, width, [&](Span i) {
-    for_each_span(b_begin, b_end, width, [&](Span j) { accumulate_pair(x, i, y, j, kernel, s, gx, gy); });
+    for_each_span(b_begin, b_end, width, [&](Span j) { value += accumulate_pair(x, i, y, j, kernel, s, gx, gy); });
   });
+  return value;
 }
 
 // Runs body(a, b, state) for every block pair of `schedule` (round_robin.h): the pairs of a round
 // in parallel, the rounds one after another. Each row's accumulators are then updated in an order
-// fixed by the schedule, so the result does not depend on which thread took which pair.
+// fixed by the schedule, so the result does not depend on which thread took which pair. Returns
+// the sum of body's results, added in schedule order.
 template <typename Schedule, typename MakeState, typename Body>
-void run_rounds(const Schedule& schedule, const MakeState& make_state, const Body& body) {
+double run_rounds(const Schedule& schedule, const MakeState& make_state, const Body& body) {
+  double total = 0.0;
   for (int64_t round = 0; round < schedule.rounds(); ++round) {
-    for_each_item(schedule.slots(round), make_state, [&](int64_t slot, auto& state) {
+    total += sum_items(schedule.slots(round), make_state, [&](int64_t slot, auto& state) {
       int64_t a = 0, b = 0;
-      if (schedule.pair(round, slot, a, b)) body(a, b, state);
+      return schedule.pair(round, slot, a, b) ? body(a, b, state) : 0.0;
     });
   }
+  return total;
 }
 
+// (sum_ij k(|x_i - x_j|^2), its gradient): each unordered pair once, off-diagonal tiles counted twice.
 template <typename T>
-at::Tensor self_grad(const Sample<T>& x, Kernel<T> kernel) {
+std::tuple<double, at::Tensor> self_value_grad(const Sample<T>& x, Kernel<T> kernel) {
   const int64_t width = x.cols();
   // Two groups of tiles per thread, so that there are few rounds (each ends in a barrier, costly
   // on a loaded machine) and every slot of a round carries the same work. Inside a group a row
   // tile meets the columns right of it in spans of up to `width` rows; two groups meet in tiles of
-  // up to width x width, which flush W^T . X_I to the accumulators less often (see pair_grad).
+  // up to width x width, which flush W^T . X_I to the accumulators less often (see pair_value_grad).
   const TileGroups groups(x.n, std::min<int64_t>(num_tiles(x.n), 2 * at::get_num_threads()));
   Accumulators acc(x.n, x.dim);
-  run_rounds(
+  const double value = run_rounds(
       RoundRobin(groups.count), [&] { return Scratch<T>(x.dim, width, width); },
       [&](int64_t a, int64_t b, Scratch<T>& s) {
         if (a != b) {
-          accumulate_block(x, groups.row_begin(a), groups.row_end(a), x, groups.row_begin(b), groups.row_end(b),
-                           width, kernel, s, acc, acc);
-          return;
+          return 2.0 * accumulate_block(x, groups.row_begin(a), groups.row_end(a), x, groups.row_begin(b),
+                                        groups.row_end(b), width, kernel, s, acc, acc);
         }
+        double total = 0.0;
         for (int64_t t = groups.first_tile(a); t < groups.first_tile(a + 1); ++t) {
           const Span i = tile(t, x.n);
-          accumulate_pair(x, i, x, i, kernel, s, acc, acc);
-          accumulate_block(x, i.begin, i.begin + i.size, x, i.begin + i.size, groups.row_end(a), width, kernel, s,
-                           acc, acc);
+          total += accumulate_pair(x, i, x, i, kernel, s, acc, acc);
+          total += 2.0 * accumulate_block(x, i.begin, i.begin + i.size, x, i.begin + i.size, groups.row_end(a),
+                                          width, kernel, s, acc, acc);
         }
+        return total;
       });
   // Both ends of every pair move: d/dx_p sum_ij k(|x_i - x_j|^2) = 4 sum_j w_pj (x_p - x_j).
-  return finish_grad(x, acc, 4.0);
+  return {value, finish_grad(x, acc, 4.0)};
 }
 
-// The gradients w.r.t. x and y of the cross sum from one pass over the tiles: each distance tile
+// The cross sum and its gradients w.r.t. x and y from one pass over the tiles: each distance tile
 // serves both (three tile products instead of the four of two cross_grad calls). Row groups of x
 // meet column groups of y in a Latin square, one group pair per thread and round. Rows as well as
 // columns go in spans of `width`: both products are flushed to the float64 accumulators once per
 // tile, and a kTile-row tile would flush the width x D product W^T . X_I once per kTile rows.
 template <typename T>
-std::tuple<at::Tensor, at::Tensor> pair_grad(const Sample<T>& x, const Sample<T>& y, Kernel<T> kernel) {
+std::tuple<double, at::Tensor, at::Tensor> pair_value_grad(const Sample<T>& x, const Sample<T>& y,
+                                                           Kernel<T> kernel) {
   const int64_t width = y.cols();
   const int64_t count = std::min({int64_t(at::get_num_threads()), num_tiles(x.n), num_tiles(y.n)});
   const TileGroups rows(x.n, count), cols(y.n, count);
   Accumulators gx(x.n, x.dim), gy(y.n, y.dim);
-  run_rounds(
+  const double value = run_rounds(
       LatinSquare(count), [&] { return Scratch<T>(x.dim, width, width); },
       [&](int64_t a, int64_t b, Scratch<T>& s) {
-        accumulate_block(x, rows.row_begin(a), rows.row_end(a), y, cols.row_begin(b), cols.row_end(b), width,
-                         kernel, s, gx, gy);
+        return accumulate_block(x, rows.row_begin(a), rows.row_end(a), y, cols.row_begin(b), cols.row_end(b),
+                                width, kernel, s, gx, gy);
       });
-  return {finish_grad(x, gx, 2.0), finish_grad(y, gy, 2.0)};
+  return {value, finish_grad(x, gx, 2.0), finish_grad(y, gy, 2.0)};
 }
 
 // ---- op entry points ---------------------------------------------------------------------------
@@ -458,39 +474,75 @@ at::Tensor kernel_sum_self(const at::Tensor& x, double gamma, c10::string_view p
   return float64_scalar(total, x);
 }
 
-at::Tensor kernel_sum_grad(const at::Tensor& x, const at::Tensor& y, double gamma, c10::string_view precision) {
-  check_pair("kernel_sum_grad", x, y);
-  check_scalars("kernel_sum_grad", gamma, precision);
-  at::Tensor grad;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_grad", [&] {
+// The one-pass ops; each gradient-only op is its one-pass op without the value. Non-finite input:
+// a NaN value and all-NaN gradients, without visiting the pairs.
+
+std::tuple<at::Tensor, at::Tensor> cross_value_grad_op(const char* op, const at::Tensor& x, const at::Tensor& y,
+                                                       double gamma, c10::string_view precision) {
+  check_pair(op, x, y);
+  check_scalars(op, gamma, precision);
+  std::tuple<double, at::Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_value_grad", [&] {
     const Sample<scalar_t> xs(x), ys(y);
-    grad = xs.finite() && ys.finite() ? cross_grad(xs, ys, make_kernel<scalar_t>(gamma, xs.dim)) : nan_grad(xs);
+    out = xs.finite() && ys.finite() ? cross_value_grad(xs, ys, make_kernel<scalar_t>(gamma, xs.dim))
+                                     : std::make_tuple(kNaN, nan_grad(xs));
   });
-  return grad;
+  return {float64_scalar(std::get<0>(out), x), std::get<1>(out)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> pair_value_grad_op(const char* op, const at::Tensor& x,
+                                                                  const at::Tensor& y, double gamma,
+                                                                  c10::string_view precision) {
+  check_pair(op, x, y);
+  check_scalars(op, gamma, precision);
+  std::tuple<double, at::Tensor, at::Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_value_grad_pair", [&] {
+    const Sample<scalar_t> xs(x), ys(y);
+    out = xs.finite() && ys.finite() ? pair_value_grad(xs, ys, make_kernel<scalar_t>(gamma, xs.dim))
+                                     : std::make_tuple(kNaN, nan_grad(xs), nan_grad(ys));
+  });
+  return {float64_scalar(std::get<0>(out), x), std::get<1>(out), std::get<2>(out)};
+}
+
+std::tuple<at::Tensor, at::Tensor> self_value_grad_op(const char* op, const at::Tensor& x, double gamma,
+                                                      c10::string_view precision) {
+  check_sample(op, "x", x);
+  check_scalars(op, gamma, precision);
+  std::tuple<double, at::Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_self_value_grad", [&] {
+    const Sample<scalar_t> xs(x);
+    out = xs.finite() ? self_value_grad(xs, make_kernel<scalar_t>(gamma, xs.dim)) : std::make_tuple(kNaN, nan_grad(xs));
+  });
+  return {float64_scalar(std::get<0>(out), x), std::get<1>(out)};
+}
+
+std::tuple<at::Tensor, at::Tensor> kernel_sum_value_grad(const at::Tensor& x, const at::Tensor& y, double gamma,
+                                                         c10::string_view precision) {
+  return cross_value_grad_op("kernel_sum_value_grad", x, y, gamma, precision);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_sum_value_grad_pair(const at::Tensor& x, const at::Tensor& y,
+                                                                          double gamma, c10::string_view precision) {
+  return pair_value_grad_op("kernel_sum_value_grad_pair", x, y, gamma, precision);
+}
+
+std::tuple<at::Tensor, at::Tensor> kernel_sum_self_value_grad(const at::Tensor& x, double gamma,
+                                                              c10::string_view precision) {
+  return self_value_grad_op("kernel_sum_self_value_grad", x, gamma, precision);
+}
+
+at::Tensor kernel_sum_grad(const at::Tensor& x, const at::Tensor& y, double gamma, c10::string_view precision) {
+  return std::get<1>(cross_value_grad_op("kernel_sum_grad", x, y, gamma, precision));
 }
 
 std::tuple<at::Tensor, at::Tensor> kernel_sum_grad_pair(const at::Tensor& x, const at::Tensor& y, double gamma,
                                                         c10::string_view precision) {
-  check_pair("kernel_sum_grad_pair", x, y);
-  check_scalars("kernel_sum_grad_pair", gamma, precision);
-  std::tuple<at::Tensor, at::Tensor> grads;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_grad_pair", [&] {
-    const Sample<scalar_t> xs(x), ys(y);
-    grads = xs.finite() && ys.finite() ? pair_grad(xs, ys, make_kernel<scalar_t>(gamma, xs.dim))
-                                       : std::make_tuple(nan_grad(xs), nan_grad(ys));
-  });
-  return grads;
+  auto out = pair_value_grad_op("kernel_sum_grad_pair", x, y, gamma, precision);
+  return {std::get<1>(out), std::get<2>(out)};
 }
 
 at::Tensor kernel_sum_self_grad(const at::Tensor& x, double gamma, c10::string_view precision) {
-  check_sample("kernel_sum_self_grad", "x", x);
-  check_scalars("kernel_sum_self_grad", gamma, precision);
-  at::Tensor grad;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lcw_fast::kernel_sum_self_grad", [&] {
-    const Sample<scalar_t> xs(x);
-    grad = xs.finite() ? self_grad(xs, make_kernel<scalar_t>(gamma, xs.dim)) : nan_grad(xs);
-  });
-  return grad;
+  return std::get<1>(self_value_grad_op("kernel_sum_self_grad", x, gamma, precision));
 }
 
 }  // namespace
@@ -502,4 +554,7 @@ TORCH_LIBRARY_IMPL(lcw_fast, CPU, m) {
   m.impl("kernel_sum_grad", &lcw_fast::cpu::kernel_sum_grad);
   m.impl("kernel_sum_self_grad", &lcw_fast::cpu::kernel_sum_self_grad);
   m.impl("kernel_sum_grad_pair", &lcw_fast::cpu::kernel_sum_grad_pair);
+  m.impl("kernel_sum_value_grad", &lcw_fast::cpu::kernel_sum_value_grad);
+  m.impl("kernel_sum_value_grad_pair", &lcw_fast::cpu::kernel_sum_value_grad_pair);
+  m.impl("kernel_sum_self_value_grad", &lcw_fast::cpu::kernel_sum_self_value_grad);
 }

@@ -77,27 +77,33 @@ LCW_FAST_CPU_CLONES double tile_kernel_sum(const T* d, int64_t bm, int64_t bn, K
   return total;
 }
 
-// Overwrites d with w = k'(d) and adds the row sums of w to row_sums[a] (float64). On a diagonal
-// tile w_aa is zeroed: its term w_aa (x_a - x_a) vanishes, and dropping it keeps a lone point's
-// gradient exactly 0 instead of a rounding residue of w_aa x_a - w_aa x_a.
+// Overwrites d with w = k'(d), adds the row sums of w to row_sums[a] (float64) and returns
+// sum_ab k(d_ab) over the tile (float64): the value comes with the gradient at one more add per
+// pair. On a diagonal tile w_aa is zeroed: its term w_aa (x_a - x_a) vanishes, and dropping it
+// keeps a lone point's gradient exactly 0 instead of a rounding residue of w_aa x_a - w_aa x_a.
 template <typename T>
-LCW_FAST_CPU_CLONES void tile_derivative(T* d, int64_t bm, int64_t bn, bool diagonal, Kernel<T> kernel, double* row_sums) {
+LCW_FAST_CPU_CLONES double tile_derivative(T* d, int64_t bm, int64_t bn, bool diagonal, Kernel<T> kernel,
+                                           double* row_sums) {
   const T scale = T(-0.5) * kernel.inv_c;
+  double total = 0.0;
   for (int64_t a = 0; a < bm; ++a) {
     T* row = d + a * bn;
-    T s = 0;
-#pragma omp simd reduction(+ : s)
+    T s = 0, v = 0;
+#pragma omp simd reduction(+ : s, v)
     for (int64_t b = 0; b < bn; ++b) {
       const T k = kernel.value(row[b]);
       row[b] = scale * k * k * k;
       s += row[b];
+      v += k;
     }
     if (diagonal) {
       s -= row[a];
       row[a] = T(0);
     }
     row_sums[a] += s;
+    total += v;
   }
+  return total;
 }
 
 // col_sums[b] += sum_a w_ab (float64).
