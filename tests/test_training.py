@@ -9,8 +9,9 @@ from torch import nn
 import lcw_fast
 from helpers import assert_close
 from lcw_fast import reference
-from training import compare_priors, data, demo, latent, loop, models, objectives, sample, throughput, train
+from training import compare_priors, data, demo, errors, latent, loop, models, objectives, sample, train
 from training.runs import Run
+from training.world import World
 
 SMOKE = dict(data="mnist5k", epochs=1, batch_size=200, eval_every=10, ckpt_every=10, progress=False, device="cpu",
              threads=1)
@@ -146,17 +147,17 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
     torch.manual_seed(0)
     net = nn.Linear(3, 1)
 
-    def loss(x, rng):
-        value = net(x).square().mean()
+    def loss(x, out):
+        value = out[0].square().mean()
         return value * float("nan") if step_of(x) == 15 else value
 
     inputs = [torch.full((4, 3), float(i)) / 20 for i in range(40)]
     step_of = lambda x: int(round(x[0, 0].item() * 20))
-    stage = loop.Stage({"net": net}, net, loss, lambda: {"val_loss": 0.0})
+    stage = loop.Stage({"net": net}, net, lambda x, rng: (x,), lambda x: (net(x),), loss, lambda: {"val_loss": 0.0})
     cfg = loop.LoopConfig(steps=40, lr=1e-2, eval_every=5, ckpt_every=5, progress=False)
     run = Run(tmp_path)
-    with pytest.raises(loop.NonFiniteLoss, match=r"loss is nan at step 15.*last.pt"):
-        loop.fit(stage, lambda start: iter(inputs[start:]), cfg, run, torch.device("cpu"))
+    with pytest.raises(errors.NonFiniteLoss, match=r"loss is nan at step 15.*last.pt"):
+        loop.fit(stage, lambda start: iter(inputs[start:]), cfg, run, World(torch.device("cpu")))
     state = run.load("last")
     assert state["step"] == 15
     assert all(torch.isfinite(t).all() for t in state["models"]["net"].values())
@@ -174,7 +175,7 @@ def test_offline_download_message(monkeypatch, tmp_path, capsys, name, files):
 
     for cls in ("MNIST", "FashionMNIST", "CelebA"):
         monkeypatch.setattr(torchvision.datasets, cls, unreachable)
-    with pytest.raises(data.DataUnavailable, match="place these files by hand") as error:
+    with pytest.raises(errors.DataUnavailable, match="place these files by hand") as error:
         data.load(name, str(tmp_path))
     assert str(tmp_path / files) in str(error.value)
     with pytest.raises(SystemExit) as exit_:
@@ -184,20 +185,11 @@ def test_offline_download_message(monkeypatch, tmp_path, capsys, name, files):
 
 
 @pytest.mark.parametrize("cli,flag", [(train, "--objective"), (latent, "--ae"), (sample, "--interpolations"),
-                                      (demo, "--out"), (compare_priors, "--seeds"), (throughput, "--backends")])
+                                      (demo, "--out"), (compare_priors, "--seeds")])
 def test_cli_help(capsys, cli, flag):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--help"])
     assert exit_.value.code == 0 and flag in capsys.readouterr().out
-
-
-def test_throughput_runs_on_cpu(tmp_path):
-    out = tmp_path / "throughput.json"
-    throughput.main(["--batch-size", "2", "--steps", "1", "--warmup", "0", "--latent", "8", "--backends",
-                     "auto", "reference", "--device", "cpu", "--json", str(out)])
-    results = json.loads(out.read_text())["results"]
-    assert [r["backend"] for r in results] == ["auto", "reference"]
-    assert all(r["images_per_s"] > 0 and r["peak_memory_bytes"] > 0 for r in results)
 
 
 @pytest.mark.parametrize("cli, argv, message", [
