@@ -120,11 +120,12 @@ def test_missing_run_folder_is_a_clean_error(cli, argv, tmp_path, capsys):
 
 
 def test_resume_continues_exactly(tmp_path):
-    settings = dict(SMOKE, objective="ae", batch_size=400)  # 10 steps per epoch
+    settings = dict(SMOKE, objective="ae", batch_size=400, chunk_size=150)  # 10 steps per epoch, chunked
     whole = train.train_autoencoder(train.AutoencoderConfig(out=str(tmp_path / "whole"), **dict(settings, epochs=2)))
     train.train_autoencoder(train.AutoencoderConfig(out=str(tmp_path / "split"), **settings))
     resumed = train.train_autoencoder(train.AutoencoderConfig(out=str(tmp_path / "split"), resume=True, epochs=2,
                                                               progress=False, device="cpu", threads=1))
+    assert Run(tmp_path / "split").config()["chunk_size"] == 150
     losses = lambda run: [(r["step"], r["loss"]) for r in Run(run).metrics() if "loss" in r]
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
     assert resumed["heldout_metric"] == whole["heldout_metric"]
@@ -141,6 +142,37 @@ def test_latent_resume_continues_exactly(smoke_runs, tmp_path):
     losses = lambda run: [(r["step"], r["loss"]) for r in Run(run).metrics() if "loss" in r]
     assert losses(tmp_path / "split") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 2
     assert resumed["heldout_metric"] == whole["heldout_metric"]
+
+
+def test_existing_runs_are_refused(smoke_runs, capsys):
+    stage1 = smoke_runs[0] / "cw2"
+    before = {f: (stage1 / f).read_bytes() for f in ("config.json", "metrics.jsonl", "last.pt")}
+    for cli, argv in ((train, ["--out", str(stage1)]), (latent, ["--ae", str(stage1)])):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv + ["--device", "cpu", "--no-progress"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and "Traceback" not in err
+        assert "already holds a run: --resume continues it, --overwrite replaces it" in err
+    assert before == {f: (stage1 / f).read_bytes() for f in before}
+
+
+def test_resume_before_the_first_checkpoint_starts_over_and_overwrite_replaces(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--out", str(out), "--objective", "ae", "--epochs", "1", "--batch-size", "2000", "--log-every", "1",
+            "--device", "cpu", "--threads", "1", "--no-progress"]
+    train.main(argv)
+    first = Run(out).metrics()
+    for name in ("last.pt", "best.pt"):  # as if killed before its first checkpoint
+        (out / name).unlink()
+    train.main(["--out", str(out), "--resume", "--device", "cpu", "--no-progress"])
+    assert "has no checkpoint yet (the run stopped before its first one): starting from step 0" in capsys.readouterr().err
+    assert [r["step"] for r in Run(out).metrics()] == [r["step"] for r in first]
+    train.main(argv + ["--overwrite"])
+    losses = lambda records: [r["loss"] for r in records if "loss" in r]
+    assert losses(Run(out).metrics()) == losses(first) and len(losses(first)) == 2
+    with pytest.raises(SystemExit):
+        train.main(argv + ["--overwrite", "--resume"])
+    assert "give one of them" in capsys.readouterr().err
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):

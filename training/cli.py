@@ -120,3 +120,5 @@ class RunOptions:
 
     def __post_init__(self):
         validate(self)
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")

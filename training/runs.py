@@ -23,8 +23,6 @@ class Run:
 
     def check_start(self, resume: bool, overwrite: bool) -> None:
         """Raises RunExists when a fresh start (neither `resume` nor `overwrite`) would replace a run here."""
-        if resume and overwrite:
-            raise RunExists("--resume continues the run in --out and --overwrite replaces it: give one of them")
         if self.exists() and not (resume or overwrite):
             raise RunExists(f"{self.path} already holds a run: --resume continues it, --overwrite replaces it "
                             "(or choose another --out)")
