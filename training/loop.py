@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .errors import NonFiniteLoss, RankFailed
 from .runs import Run
-from .world import World
+from .world import World, lost_peer
 
 Tensors = Tuple[torch.Tensor, ...]
 
@@ -189,40 +189,38 @@ def fit(stage: Stage, batches: Callable[[int], Iterator[torch.Tensor]], cfg: Loo
     bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and world.writer), dynamic_ncols=True,
                leave=False)
     record = {}
-    while step < cfg.steps:
-        start = time.perf_counter()
-        x = next(data)
-        optimizer.zero_grad(set_to_none=True)
-        try:
+    try:
+        while step < cfg.steps:
+            start = time.perf_counter()
+            x = next(data)
+            optimizer.zero_grad(set_to_none=True)
             loss = train_step(stage, x, step_generator(cfg.seed, step), cfg.chunk_size, autocast, world)
-            finite = bool(torch.isfinite(loss))
-            if finite:
-                optimizer.step()
-                world.share_buffers(stage.trainable)
-        except torch.distributed.DistError as error:
-            bar.close()
-            raise RankFailed(f"rank {world.rank} lost the other processes at step {step} (one of them died or "
-                             f"hung: {str(error).splitlines()[0]}); the last checkpoint {run.path / 'last.pt'} "
-                             "is intact and --resume continues from it") from None
-        if not finite:
-            bar.close()
-            raise NonFiniteLoss(f"the loss is {loss.item()} at step {step}; training stopped. The last good "
-                                f"checkpoint is {run.path / 'last.pt'} (--resume continues from it); "
-                                "try a lower --lr.")
-        step += 1
-        speed = len(x) * world.size / (time.perf_counter() - start)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4g}", img_s=f"{speed:.0f}", refresh=False)
-        if step % cfg.log_every == 0:
-            log({"step": step, "loss": loss.item(), "images_per_s": speed})
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            record = _evaluate(stage, step)
-            log(record)
-            if record["val_loss"] < best:
-                best = record["val_loss"]
-                checkpoint("best")
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            checkpoint("last")
-    bar.close()
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"the loss is {loss.item()} at step {step}; training stopped. The last good "
+                                    f"checkpoint is {run.path / 'last.pt'} (--resume continues from it); "
+                                    "try a lower --lr.")
+            optimizer.step()
+            world.share_buffers(stage.trainable)
+            step += 1
+            speed = len(x) * world.size / (time.perf_counter() - start)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4g}", img_s=f"{speed:.0f}", refresh=False)
+            if step % cfg.log_every == 0:
+                log({"step": step, "loss": loss.item(), "images_per_s": speed})
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                record = _evaluate(stage, step)
+                log(record)
+                if record["val_loss"] < best:
+                    best = record["val_loss"]
+                    checkpoint("best")
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                checkpoint("last")
+    except RuntimeError as error:
+        if world.size == 1 or not lost_peer(error):
+            raise
+        raise RankFailed(f"rank {world.rank} stopped at step {step}: {str(error).splitlines()[0]}. The last "
+                         f"checkpoint {run.path / 'last.pt'} is intact; --resume continues from it") from None
+    finally:
+        bar.close()
     _set_mode(stage, False)
     return record or _evaluate(stage, step)

@@ -8,13 +8,14 @@ computes the same global batch from (seed, step) and keeps its rows (shard); ran
 """
 import atexit
 import os
+import signal
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.distributed as dist
 
-from .errors import ConfigError
+from .errors import ConfigError, RankFailed
 
 
 def pick_device(name: str, threads: Optional[int] = None, local_rank: int = 0) -> torch.device:
@@ -79,6 +80,17 @@ class World:
             dist.barrier()
 
 
+def lost_peer(error: BaseException) -> bool:
+    """Whether `error` says that another process of the job is gone (gloo raises plain RuntimeErrors)."""
+    return isinstance(error, (dist.DistError, RankFailed)) or (
+        isinstance(error, RuntimeError) and any(s in str(error) for s in ("gloo", "NCCL", "Connection")))
+
+
+def _stopped(signum, frame):
+    raise RankFailed("torchrun stopped this process because another process of the job failed (torchrun's "
+                     "report names it)")
+
+
 def start(device: str = "auto", threads: Optional[int] = None) -> World:
     """The World of this process: one process, or a rank of a torchrun job (joins its process group once)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -91,4 +103,5 @@ def start(device: str = "auto", threads: Optional[int] = None) -> World:
             torch.cuda.set_device(place)
         dist.init_process_group("nccl" if place.type == "cuda" else "gloo")
         atexit.register(dist.destroy_process_group)
+        signal.signal(signal.SIGTERM, _stopped)  # torchrun's agent stops the survivors when one process dies
     return World(place, dist.get_rank(), dist.get_world_size())
