@@ -141,10 +141,14 @@ def plot(rows: list, path: Path, title: str, budget_gb: float) -> None:
     panels = (("peak_bytes", "peak memory (GiB)"), ("extra_bytes", "memory of the step (GiB)"),
               ("images_per_s", "images / s"))
     for ax, (key, label) in zip(axes, panels):
-        for mode in dict.fromkeys(r["mode"] for r in rows):
-            ok = [r for r in rows if r["mode"] == mode and r["status"] == "ok"]
-            scale = 2**30 if key.endswith("bytes") else 1
-            ax.plot([r["batch_size"] for r in ok], [r[key] / scale for r in ok], marker="o", label=mode)
+        scale = 2**30 if key.endswith("bytes") else 1
+        ok = [r for r in rows if r["status"] == "ok" and r[key] > 0]
+        if not ok:
+            ax.text(0.5, 0.5, "no point within the budget", ha="center", transform=ax.transAxes)
+            continue
+        for mode in dict.fromkeys(r["mode"] for r in ok):
+            points = [r for r in ok if r["mode"] == mode]
+            ax.plot([r["batch_size"] for r in points], [r[key] / scale for r in points], marker="o", label=mode)
         if key == "peak_bytes":
             ax.axhline(budget_gb, color="grey", linestyle=":", label=f"budget {budget_gb:g} GiB")
         ax.set_xscale("log", base=2)
