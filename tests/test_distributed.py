@@ -64,3 +64,57 @@ def test_two_ranks_equal_one_process(tmp_path, backend, gamma):
         assert_close(rgy, gy[_rows(rank, 1)], rtol=1e-4, atol=1e-6, name=f"rank {rank} grad y")
         assert_close(rgz, gz[_rows(rank, 0)], rtol=1e-4, atol=1e-6, name=f"rank {rank} grad z")
         assert "same dimension D, got D = [4, 5]" in saved["mismatch"]
+
+
+def _latent_run(world, batches, chunk_size=64, steps=10):
+    """Stage 2 as training.latent builds it (noise drawn for the global batch, this rank's rows kept),
+    float64, `steps` Adam steps; returns (losses, LG state)."""
+    from training import loop, models
+    from training.objectives import latent_trick_loss
+
+    torch.manual_seed(0)
+    lg = models.LatentGenerator(noise=4, latent=6, width=32, layers=2).double().train()
+    group, shard = (world.group, world.shard) if world else (None, lambda t: t)
+    stage = loop.Stage({"lg": lg}, lg,
+                       inputs=lambda s, rng: (shard(torch.randn(len(batches[0]), 4, generator=rng, dtype=s.dtype)),),
+                       forward=lambda z: (lg.net(z),), loss=lambda s, out: latent_trick_loss(out[0], s, 0.3, group),
+                       validate=dict)
+    optimizer = torch.optim.Adam(lg.parameters(), lr=1e-3)
+    losses = []
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loop.train_step(stage, shard(batches[step]), loop.step_generator(0, step), chunk_size,
+                                      world=world))
+        optimizer.step()
+        if world:
+            world.share_buffers(lg)
+    return torch.stack(losses), lg.state_dict()
+
+
+def _latent_batches():
+    gen = torch.Generator().manual_seed(5)
+    return [torch.randn(256, 6, generator=gen, dtype=torch.float64) for _ in range(10)]
+
+
+def _latent_worker(rank: int, init: str, out: str):
+    from training.world import World
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        torch.save(_latent_run(World(torch.device("cpu"), rank, 2), _latent_batches()), f"{out}/latent{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_rank_latent_steps_equal_one_process(tmp_path):
+    """Chunks of 64 of each rank's 128 rows = chunks of 64 of the 256 rows in one process (the same ghost
+    BatchNorm), so the training trajectories agree; the BatchNorm running statistics are rank 0's (two
+    chunk updates per step instead of four) and are not compared."""
+    mp.spawn(_latent_worker, args=(f"file://{tmp_path}/init", str(tmp_path)), nprocs=2)
+    losses, state = _latent_run(None, _latent_batches())
+    for rank in range(2):
+        rank_losses, rank_state = torch.load(tmp_path / f"latent{rank}.pt")
+        assert_close(rank_losses, losses, rtol=1e-5, name=f"rank {rank} per-step losses")  # float32 losses
+        for name, value in state.items():
+            if "running" not in name and "num_batches" not in name:
+                assert_close(rank_state[name], value, rtol=1e-5, atol=1e-6, name=f"rank {rank} {name}")
