@@ -1,6 +1,7 @@
 """lcw_fast.distributed on 2 gloo ranks (CPU processes): values and gradients equal the one-process
 ones on the concatenated samples, with unequal local sizes, a fixed and the Silverman bandwidth, and the
-fused and reference backends; mismatched dimensions fail with the same clear error on every rank."""
+fused and reference backends; mismatched dimensions fail with the same clear error on every rank; and
+training.loop's chunked stage-2 steps on 2 ranks equal one process."""
 import pytest
 import torch
 import torch.distributed as dist
@@ -31,39 +32,59 @@ def _values_and_grads(fn, x, y, z):
     return d.detach(), s.detach(), x.grad, y.grad, z.grad
 
 
-def _worker(rank: int, init: str, backend: str, gamma, out: str):
+CASES = [("cpu", 0.2), ("cpu", "silverman"), ("reference", 0.2)]
+
+
+def _case(rank: int, backend: str, gamma):
+    x, y = _samples()
+    fn = {"distance": lambda a, b: lcwd.cw_distance(a, b, gamma, backend=backend),
+          "normality": lambda a: lcwd.cw_normality(a, backend=backend)}
+    return _values_and_grads(fn, x[_rows(rank, 0)], y[_rows(rank, 1)], x[_rows(rank, 0)])
+
+
+def _worker(rank: int, init: str, out: str):
+    """Every check's rank-side computation, in one pair of processes (spawning them is the slow part)."""
+    from training.world import World
+
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     try:
-        x, y = _samples()
-        fn = {"distance": lambda a, b: lcwd.cw_distance(a, b, gamma, backend=backend),
-              "normality": lambda a: lcwd.cw_normality(a, backend=backend)}
-        result = _values_and_grads(fn, x[_rows(rank, 0)], y[_rows(rank, 1)], x[_rows(rank, 0)])
+        results = {case: _case(rank, *case) for case in CASES}
         try:
             lcwd.cw_distance(torch.randn(3, 4 + rank), torch.randn(3, 4 + rank), 0.1)
             mismatch = None
         except ValueError as error:
             mismatch = str(error)
-        torch.save({"result": result, "mismatch": mismatch}, f"{out}/rank{rank}.pt")
+        latent = _latent_run(World(torch.device("cpu"), rank, 2), _latent_batches())
+        torch.save({"results": results, "mismatch": mismatch, "latent": latent}, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("backend,gamma", [("cpu", 0.2), ("cpu", "silverman"), ("reference", 0.2)])
-def test_two_ranks_equal_one_process(tmp_path, backend, gamma):
-    mp.spawn(_worker, args=(f"file://{tmp_path}/init", backend, gamma, str(tmp_path)), nprocs=2)
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ranks")
+    mp.spawn(_worker, args=(f"file://{out}/init", str(out)), nprocs=2)
+    return [torch.load(out / f"rank{r}.pt") for r in range(2)]
+
+
+@pytest.mark.parametrize("backend,gamma", CASES)
+def test_two_ranks_equal_one_process(ranks, backend, gamma):
     x, y = _samples()
     fn = {"distance": lambda a, b: lcw_fast.cw_distance(a, b, gamma, backend=backend),
           "normality": lambda a: lcw_fast.cw_normality(a, backend=backend)}
     d, s, gx, gy, gz = _values_and_grads(fn, x, y, x)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for rank, saved in enumerate(ranks):
-        rd, rs, rgx, rgy, rgz = saved["result"]
+        rd, rs, rgx, rgy, rgz = saved["results"][(backend, gamma)]
         assert_close(rd, d, rtol=1e-5, name=f"rank {rank} cw_distance")
         assert_close(rs, s, rtol=1e-5, name=f"rank {rank} cw_normality")
         assert_close(rgx, gx[_rows(rank, 0)], rtol=1e-4, atol=1e-6, name=f"rank {rank} grad x")
         assert_close(rgy, gy[_rows(rank, 1)], rtol=1e-4, atol=1e-6, name=f"rank {rank} grad y")
         assert_close(rgz, gz[_rows(rank, 0)], rtol=1e-4, atol=1e-6, name=f"rank {rank} grad z")
-        assert "same dimension D, got D = [4, 5]" in saved["mismatch"]
+
+
+def test_mismatched_dimensions_fail_alike_on_every_rank(ranks):
+    for saved in ranks:
+        assert "every rank's samples must have the same dimension D, got D = [4, 5] by rank" in saved["mismatch"]
 
 
 def _latent_run(world, batches, chunk_size=64, steps=10):
@@ -96,24 +117,13 @@ def _latent_batches():
     return [torch.randn(256, 6, generator=gen, dtype=torch.float64) for _ in range(10)]
 
 
-def _latent_worker(rank: int, init: str, out: str):
-    from training.world import World
-
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
-    try:
-        torch.save(_latent_run(World(torch.device("cpu"), rank, 2), _latent_batches()), f"{out}/latent{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def test_two_rank_latent_steps_equal_one_process(tmp_path):
+def test_two_rank_latent_steps_equal_one_process(ranks):
     """Chunks of 64 of each rank's 128 rows = chunks of 64 of the 256 rows in one process (the same ghost
     BatchNorm), so the training trajectories agree; the BatchNorm running statistics are rank 0's (two
     chunk updates per step instead of four) and are not compared."""
-    mp.spawn(_latent_worker, args=(f"file://{tmp_path}/init", str(tmp_path)), nprocs=2)
     losses, state = _latent_run(None, _latent_batches())
-    for rank in range(2):
-        rank_losses, rank_state = torch.load(tmp_path / f"latent{rank}.pt")
+    for rank, saved in enumerate(ranks):
+        rank_losses, rank_state = saved["latent"]
         assert_close(rank_losses, losses, rtol=1e-5, name=f"rank {rank} per-step losses")  # float32 losses
         for name, value in state.items():
             if "running" not in name and "num_batches" not in name:
