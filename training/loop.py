@@ -218,8 +218,10 @@ def fit(stage: Stage, batches: Callable[[int], Iterator[torch.Tensor]], cfg: Loo
     except RuntimeError as error:
         if world.size == 1 or not lost_peer(error):
             raise
-        raise RankFailed(f"rank {world.rank} stopped at step {step}: {str(error).splitlines()[0]}. The last "
-                         f"checkpoint {run.path / 'last.pt'} is intact; --resume continues from it") from None
+        why = str(error) if isinstance(error, RankFailed) else (
+            f"another process of the job died or stopped answering ({str(error).splitlines()[0][:160]})")
+        raise RankFailed(f"rank {world.rank} stopped at step {step}: {why}. The last checkpoint "
+                         f"{run.path / 'last.pt'} is intact; --resume continues from it") from None
     finally:
         bar.close()
     _set_mode(stage, False)
