@@ -12,14 +12,13 @@ TINY = ["--device", "cpu", "--threads", "1", "--width", "0.0625", "--latent", "8
 
 
 def test_tiny_sweep_writes_csv_json_png_and_respects_the_budget(tmp_path):
-    batch_memory.main(TINY + ["--batches", "4", "2", "--modes", "paper", "chunked", "--out", str(tmp_path)])
+    batch_memory.main(TINY + ["--batches", "4", "2", "--modes", "chunked", "--out", str(tmp_path)])
     with (tmp_path / "batch_memory.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [(r["mode"], int(r["batch_size"]), r["status"]) for r in rows] == [
-        ("paper", 2, "ok"), ("paper", 4, "ok"), ("chunked", 2, "ok"), ("chunked", 4, "ok")]
+    assert [(r["mode"], int(r["batch_size"]), r["status"]) for r in rows] == [("chunked", 2, "ok"), ("chunked", 4, "ok")]
     assert all(int(r["peak_bytes"]) > int(r["extra_bytes"]) > 0 and float(r["images_per_s"]) > 0 for r in rows)
     saved = json.loads((tmp_path / "batch_memory.json").read_text())
-    assert saved["largest_batch"] == {"paper": 4, "chunked": 4} and saved["machine"].endswith("(CPU, 1 thread)")
+    assert saved["largest_batch"] == {"chunked": 4} and saved["machine"].endswith("(CPU, 1 thread)")
     assert (tmp_path / "batch_memory.png").read_bytes()[:8] == PNG_MAGIC
 
     batch_memory.main(TINY + ["--batches", "2", "4", "--modes", "fused", "--budget-gb", "0.01",
