@@ -170,7 +170,7 @@ def test_step_verdicts(tmp_path):
 
 
 def test_largest_batch_doubles_then_bisects(tmp_path, monkeypatch):
-    def fake(backend, batch, steps, warmup, device, shape=None):
+    def fake(backend, batch, steps, warmup, device, width=1.0):
         if batch > 900:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return {"backend": backend, "images_per_s": 1.0, "peak_memory_bytes": batch * 1000, "loss": 0.0}

@@ -9,8 +9,9 @@ from torch import nn
 import lcw_fast
 from helpers import assert_close
 from lcw_fast import reference
-from training import compare_priors, data, demo, latent, loop, models, objectives, sample, throughput, train
+from training import compare_priors, data, demo, errors, latent, loop, models, objectives, sample, train
 from training.runs import Run
+from training.world import World
 
 SMOKE = dict(data="mnist5k", epochs=1, batch_size=200, eval_every=10, ckpt_every=10, progress=False, device="cpu",
              threads=1)
@@ -119,11 +120,12 @@ def test_missing_run_folder_is_a_clean_error(cli, argv, tmp_path, capsys):
 
 
 def test_resume_continues_exactly(tmp_path):
-    settings = dict(SMOKE, objective="ae", batch_size=400)  # 10 steps per epoch
+    settings = dict(SMOKE, objective="ae", batch_size=400, chunk_size=150)  # 10 steps per epoch, chunked
     whole = train.train_autoencoder(train.AutoencoderConfig(out=str(tmp_path / "whole"), **dict(settings, epochs=2)))
     train.train_autoencoder(train.AutoencoderConfig(out=str(tmp_path / "split"), **settings))
     resumed = train.train_autoencoder(train.AutoencoderConfig(out=str(tmp_path / "split"), resume=True, epochs=2,
                                                               progress=False, device="cpu", threads=1))
+    assert Run(tmp_path / "split").config()["chunk_size"] == 150
     losses = lambda run: [(r["step"], r["loss"]) for r in Run(run).metrics() if "loss" in r]
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
     assert resumed["heldout_metric"] == whole["heldout_metric"]
@@ -142,21 +144,52 @@ def test_latent_resume_continues_exactly(smoke_runs, tmp_path):
     assert resumed["heldout_metric"] == whole["heldout_metric"]
 
 
+def test_existing_runs_are_refused(smoke_runs, capsys):
+    stage1 = smoke_runs[0] / "cw2"
+    before = {f: (stage1 / f).read_bytes() for f in ("config.json", "metrics.jsonl", "last.pt")}
+    for cli, argv in ((train, ["--out", str(stage1)]), (latent, ["--ae", str(stage1)])):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv + ["--device", "cpu", "--no-progress"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and "Traceback" not in err
+        assert "already holds a run: --resume continues it, --overwrite replaces it" in err
+    assert before == {f: (stage1 / f).read_bytes() for f in before}
+
+
+def test_resume_before_the_first_checkpoint_starts_over_and_overwrite_replaces(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--out", str(out), "--objective", "ae", "--epochs", "1", "--batch-size", "2000", "--log-every", "1",
+            "--device", "cpu", "--threads", "1", "--no-progress"]
+    train.main(argv)
+    first = Run(out).metrics()
+    for name in ("last.pt", "best.pt"):  # as if killed before its first checkpoint
+        (out / name).unlink()
+    train.main(["--out", str(out), "--resume", "--device", "cpu", "--no-progress"])
+    assert "has no checkpoint yet (the run stopped before its first one): starting from step 0" in capsys.readouterr().err
+    assert [r["step"] for r in Run(out).metrics()] == [r["step"] for r in first]
+    train.main(argv + ["--overwrite"])
+    losses = lambda records: [r["loss"] for r in records if "loss" in r]
+    assert losses(Run(out).metrics()) == losses(first) and len(losses(first)) == 2
+    with pytest.raises(SystemExit):
+        train.main(argv + ["--overwrite", "--resume"])
+    assert "give one of them" in capsys.readouterr().err
+
+
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
     torch.manual_seed(0)
     net = nn.Linear(3, 1)
 
-    def loss(x, rng):
-        value = net(x).square().mean()
+    def loss(x, out):
+        value = out[0].square().mean()
         return value * float("nan") if step_of(x) == 15 else value
 
     inputs = [torch.full((4, 3), float(i)) / 20 for i in range(40)]
     step_of = lambda x: int(round(x[0, 0].item() * 20))
-    stage = loop.Stage({"net": net}, net, loss, lambda: {"val_loss": 0.0})
+    stage = loop.Stage({"net": net}, net, lambda x, rng: (x,), lambda x: (net(x),), loss, lambda: {"val_loss": 0.0})
     cfg = loop.LoopConfig(steps=40, lr=1e-2, eval_every=5, ckpt_every=5, progress=False)
     run = Run(tmp_path)
-    with pytest.raises(loop.NonFiniteLoss, match=r"loss is nan at step 15.*last.pt"):
-        loop.fit(stage, lambda start: iter(inputs[start:]), cfg, run, torch.device("cpu"))
+    with pytest.raises(errors.NonFiniteLoss, match=r"loss is nan at step 15.*last.pt"):
+        loop.fit(stage, lambda start: iter(inputs[start:]), cfg, run, World(torch.device("cpu")))
     state = run.load("last")
     assert state["step"] == 15
     assert all(torch.isfinite(t).all() for t in state["models"]["net"].values())
@@ -174,7 +207,7 @@ def test_offline_download_message(monkeypatch, tmp_path, capsys, name, files):
 
     for cls in ("MNIST", "FashionMNIST", "CelebA"):
         monkeypatch.setattr(torchvision.datasets, cls, unreachable)
-    with pytest.raises(data.DataUnavailable, match="place these files by hand") as error:
+    with pytest.raises(errors.DataUnavailable, match="place these files by hand") as error:
         data.load(name, str(tmp_path))
     assert str(tmp_path / files) in str(error.value)
     with pytest.raises(SystemExit) as exit_:
@@ -184,20 +217,11 @@ def test_offline_download_message(monkeypatch, tmp_path, capsys, name, files):
 
 
 @pytest.mark.parametrize("cli,flag", [(train, "--objective"), (latent, "--ae"), (sample, "--interpolations"),
-                                      (demo, "--out"), (compare_priors, "--seeds"), (throughput, "--backends")])
+                                      (demo, "--out"), (compare_priors, "--seeds")])
 def test_cli_help(capsys, cli, flag):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--help"])
     assert exit_.value.code == 0 and flag in capsys.readouterr().out
-
-
-def test_throughput_runs_on_cpu(tmp_path):
-    out = tmp_path / "throughput.json"
-    throughput.main(["--batch-size", "2", "--steps", "1", "--warmup", "0", "--latent", "8", "--backends",
-                     "auto", "reference", "--device", "cpu", "--json", str(out)])
-    results = json.loads(out.read_text())["results"]
-    assert [r["backend"] for r in results] == ["auto", "reference"]
-    assert all(r["images_per_s"] > 0 and r["peak_memory_bytes"] > 0 for r in results)
 
 
 @pytest.mark.parametrize("cli, argv, message", [

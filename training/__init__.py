@@ -4,5 +4,6 @@ the Latent Trick generator LG (stage 2), with data, run folders, pictures and CL
     python -m training.demo                          # the main job (mnist5k, CPU, a few minutes)
     python -m training.train --data mnist5k --objective cw2 --out runs/cw2
     python -m training.latent --ae runs/cw2          # stage 2 into runs/cw2/latent
+    torchrun --nproc_per_node=2 -m training.train ...  # one global batch over 2 processes
     python -m training.sample runs/cw2/latent --n 64
 """

@@ -9,6 +9,8 @@ import sys
 import typing
 from typing import Optional
 
+from .errors import USER_ERRORS, ConfigError
+
 
 def parser_for(cls, prog: str, description: str, positional: tuple = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
@@ -50,10 +52,6 @@ def config_from_args(cls, module: str, description: str, argv=None, positional: 
 POSITIVE, NON_NEGATIVE = (0, False), (0, True)  # field(minimum=...)
 
 
-class ConfigError(ValueError):
-    """A flag value out of range (the CLIs print it without a traceback)."""
-
-
 def field(default, help: str, type=None, choices=None, minimum=None):
     """A config field: `help` is its --help text; `minimum` = (bound, inclusive) checked by validate()."""
     metadata = {"help": help}
@@ -78,15 +76,10 @@ def validate(config) -> None:
 
 
 def run_cli(function, *args):
-    """Calls function(*args) for a CLI: a bad flag value, missing data, a folder that is not a run or a
-    non-finite loss becomes a one-line error."""
-    from .data import DataUnavailable
-    from .loop import NonFiniteLoss
-    from .runs import NotARun
-
+    """Calls function(*args) for a CLI: a user error (training.errors) becomes a one-line error."""
     try:
         return function(*args)
-    except (ConfigError, DataUnavailable, NotARun, NonFiniteLoss) as error:
+    except USER_ERRORS as error:
         fail(str(error))
 
 
@@ -109,11 +102,23 @@ class RunOptions:
     amp: bool = field(False, "bf16 autocast (CUDA only)")
     threads: Optional[int] = field(None, "CPU threads of PyTorch (default: PyTorch's choice; 1 is fastest for the "
                                          "small MLPs, especially on a busy machine)", minimum=POSITIVE)
-    resume: bool = field(False, "continue the run in --out from its last.pt (its config.json wins; --epochs may extend)")
+    resume: bool = field(False, "continue the run in --out from its last.pt (its config.json wins; --epochs may "
+                                "extend, --chunk-size may change); a run stopped before its first checkpoint "
+                                "starts over")
+    overwrite: bool = field(False, "replace the run already in --out (without --resume or --overwrite, an "
+                                   "existing run is refused)")
+    chunk_size: Optional[int] = field(None, "rows per network pass, for batches whose activations do not fit: "
+                                            "the loss stays exact over the whole batch, activations take memory "
+                                            "for this many rows (BatchNorm then normalises each chunk; see "
+                                            "training/loop.py). Default: the whole batch in one pass",
+                                      minimum=POSITIVE)
     eval_every: int = field(100, "steps between validations on the held-out set (and best.pt)", minimum=POSITIVE)
     ckpt_every: int = field(100, "steps between last.pt checkpoints", minimum=POSITIVE)
+    log_every: int = field(10, "steps between training-loss records in metrics.jsonl", minimum=POSITIVE)
     workers: int = field(2, "DataLoader workers for data sets that stream from disk", minimum=NON_NEGATIVE)
     progress: bool = field(True, "show a tqdm progress bar")
 
     def __post_init__(self):
         validate(self)
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")

@@ -13,7 +13,7 @@ from typing import Iterator, Union
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .cli import ConfigError
+from .errors import ConfigError, DataUnavailable
 
 HELDOUT = 1000              # held-out images of mnist5k (the rest, 4,000, train)
 SPLIT_SEED = 0              # the mnist5k split is the same for every training seed
@@ -28,10 +28,6 @@ MISSING_FILES = {
                           "list_bbox_celeba.txt", "list_landmarks_align_celeba.txt"]),
 }
 MISSING_FILES["fmnist"] = ("FashionMNIST/raw", MISSING_FILES["mnist"][1])
-
-
-class DataUnavailable(RuntimeError):
-    """A data set could not be downloaded or read; the message says which files to place where."""
 
 
 @dataclass
@@ -178,18 +174,21 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def batches(data: ImageData, start_step: int, batch_size: int, seed: int, device: torch.device,
-            workers: int = 2) -> Iterator[torch.Tensor]:
+            workers: int = 2, rank: int = 0, ranks: int = 1) -> Iterator[torch.Tensor]:
     """Training batches from global step `start_step` on, forever (full batches only; each epoch's
-    tail is dropped). Batch `step` depends only on (seed, step), so resuming is exact."""
-    per_epoch = len(data) // batch_size
+    tail is dropped). Batch `step` depends only on (seed, step), so resuming is exact. With `ranks`
+    processes (batch_size a multiple of ranks), rank `rank` gets rows [rank*b, (rank+1)*b) of each
+    global batch, b = batch_size / ranks."""
+    per_epoch, local = len(data) // batch_size, batch_size // ranks
     epoch, k = divmod(start_step, per_epoch)
     while True:
         order = epoch_order(len(data), seed, epoch)[k * batch_size:per_epoch * batch_size]
+        order = order.view(-1, batch_size)[:, rank * local:(rank + 1) * local].reshape(-1)
         if torch.is_tensor(data.train):
-            for idx in order.to(data.train.device).split(batch_size):
+            for idx in order.to(data.train.device).split(local):
                 yield data.train[idx]
         else:
-            loader = DataLoader(torch.utils.data.Subset(data.train, order.tolist()), batch_size=batch_size,
+            loader = DataLoader(torch.utils.data.Subset(data.train, order.tolist()), batch_size=local,
                                 num_workers=workers, pin_memory=device.type == "cuda")
             for batch in loader:
                 yield batch.to(device, non_blocking=True)

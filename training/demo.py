@@ -6,34 +6,40 @@ Writes runs/demo (stage 1: samples.png, reconstructions.png, loss.png, ...) and 
 (stage 2: samples.png, interpolations.png, loss.png, ...), and prints the held-out kernel metric
 of D(z), z ~ N(0, I) against D(LG(z')).
 """
-import argparse
 import time
+from dataclasses import dataclass
 
-from .cli import run_cli
+from .cli import POSITIVE, config_from_args, field, run_cli, validate
 from .latent import LatentConfig, train_latent
 from .train import AutoencoderConfig, train_autoencoder
 
 
+@dataclass
+class DemoConfig:
+    out: str = field("runs/demo", "run folder of stage 1 (stage 2 goes to OUT/latent)")
+    seed: int = field(0, "seed of both stages")
+    device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, ...")
+    threads: int = field(1, "CPU threads of PyTorch (the MLPs gain nothing from more)", minimum=POSITIVE)
+    overwrite: bool = field(True, "replace an earlier demo in --out (--no-overwrite refuses instead)")
+
+    def __post_init__(self):
+        validate(self)
+
+
 def two_stages(out: str, objective: str = "cw2", seed: int = 0, device: str = "auto", threads: int = 1,
-               progress: bool = True):
+               progress: bool = True, overwrite: bool = False):
     """Stage 1 (`objective`) into `out`, stage 2 into `out`/latent, all other settings default; returns
     (stage-1 summary, stage-2 summary)."""
-    common = dict(seed=seed, device=device, threads=threads, progress=progress)
+    common = dict(seed=seed, device=device, threads=threads, progress=progress, overwrite=overwrite)
     first = train_autoencoder(AutoencoderConfig(data="mnist5k", objective=objective, out=out, **common))
     second = train_latent(LatentConfig(ae=out, **common))
     return first, second
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out", default="runs/demo", help="run folder of stage 1 (stage 2 goes to OUT/latent)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of both stages")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, ...")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads of PyTorch (the MLPs gain nothing from more)")
-    args = parser.parse_args(argv)
+    args = config_from_args(DemoConfig, "training.demo", __doc__, argv)
     start = time.perf_counter()
-    first, second = run_cli(two_stages, args.out, "cw2", args.seed, args.device, args.threads)
+    first, second = run_cli(two_stages, args.out, "cw2", args.seed, args.device, args.threads, True, args.overwrite)
     print(f"\nmnist5k, CW² + Latent Trick, {time.perf_counter() - start:.0f} s. Held-out kernel metric "
           f"(cw_distance to 1,000 held-out digits, gamma {first['metric_gamma']:.5f}; lower is better):\n"
           f"  D(z),      z ~ N(0, I):  {first['heldout_metric']:.5f}\n"

@@ -4,6 +4,7 @@ LG maps noise z' ~ N(0, I) to the encoder's latent space by minimising cw_distan
 the final generator is D(LG(z')).
 
     python -m training.latent --ae runs/mnist5k-cw2          # writes runs/mnist5k-cw2/latent
+    torchrun --nproc_per_node=2 -m training.latent --ae ...  # one global batch over 2 processes
     from training.latent import LatentConfig, train_latent
 """
 import dataclasses
@@ -17,13 +18,15 @@ import lcw_fast
 
 from . import data as datasets
 from . import defaults, plots
-from .cli import POSITIVE, ConfigError, RunOptions, config_from_args, field, restore, run_cli
+from .cli import POSITIVE, RunOptions, config_from_args, field, restore, run_cli
+from .errors import ConfigError
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
 from .loop import LoopConfig, Stage, fit
-from .models import LatentGenerator
-from .objectives import latent_trick_loss
+from .models import LatentGenerator, load_autoencoder
+from .objectives import latent_trick_loss, parse_gamma
 from .runs import Run
-from .train import AutoencoderConfig, load_autoencoder, load_data, parse_gamma, pick_device
+from .train import AutoencoderConfig
+from .world import start
 
 
 @dataclass
@@ -35,7 +38,8 @@ class LatentConfig(RunOptions):
                                  minimum=POSITIVE)
     epochs: Optional[int] = field(None, "passes over the training images' encodings (default: training.defaults)",
                                   minimum=POSITIVE)
-    batch_size: Optional[int] = field(None, "noise samples and encodings per step (default: 256)", minimum=POSITIVE)
+    batch_size: Optional[int] = field(None, "noise samples and encodings per step, over all torchrun processes "
+                                            "(default: 256)", minimum=POSITIVE)
     lr: Optional[float] = field(None, "Adam learning rate (default: 1e-3)", minimum=POSITIVE)
     gamma: str = field("auto", "latent bandwidth: auto = Silverman (1.06 sigma n^-1/5)^2 from the std of the "
                                "encoded training images (in LG's standardised coordinates, so sigma = 1) and "
@@ -52,35 +56,30 @@ def encode(encoder, images, device: torch.device, workers: int) -> torch.Tensor:
     return torch.cat([encoder(x.to(device)) for x in loader])
 
 
-def load_generator(run: Run, device: torch.device, checkpoint: str = "last"):
-    """(LG in eval mode, the stage-1 autoencoder in eval mode) of a stage-2 run."""
-    config = run.config()
-    autoencoder = load_autoencoder(Run(config["ae"]), device, config["checkpoint"])
-    lg = LatentGenerator(config["noise"], autoencoder.latent).to(device)
-    lg.load_state_dict(run.load(checkpoint, device)["models"]["lg"])
-    return lg.eval(), autoencoder
-
-
 def train_latent(cfg: LatentConfig) -> dict:
     """Trains stage 2 as configured; returns the summary (also the last line of metrics.jsonl)."""
+    world = start(cfg.device, cfg.threads)
     if cfg.resume:
         if cfg.out is None and cfg.ae is None:
             raise ConfigError("--resume needs --out (or --ae), the stage-2 run folder to continue")
         stored = Run(cfg.out or f"{cfg.ae}/latent").config()
-        cfg = restore(LatentConfig, stored, resume=True, epochs=cfg.epochs or stored["epochs"],
-                      device=cfg.device, threads=cfg.threads, progress=cfg.progress)
+        cfg = restore(LatentConfig, stored, resume=True, overwrite=False, epochs=cfg.epochs or stored["epochs"],
+                      chunk_size=cfg.chunk_size or stored.get("chunk_size"), device=cfg.device, threads=cfg.threads,
+                      progress=cfg.progress)
     if cfg.ae is None:
         raise ConfigError("--ae (the stage-1 run folder) is required")
-    device = pick_device(cfg.device, cfg.threads)
+    device = world.device
     ae_run = Run(cfg.ae)
     stage1 = restore(AutoencoderConfig, ae_run.config(), device=cfg.device, workers=cfg.workers)
+    run = Run(cfg.out or f"{cfg.ae}/latent")
+    run.check_start(cfg.resume, cfg.overwrite)
     autoencoder = load_autoencoder(ae_run, device, cfg.checkpoint)
     for p in autoencoder.parameters():
         p.requires_grad_(False)
-    images = load_data(stage1, device)
+    images = datasets.load(stage1.data, stage1.data_root, workers=cfg.workers).to(device)
     table = defaults.stage2(stage1.data, images.shape)
-    cfg = dataclasses.replace(cfg, out=cfg.out or f"{cfg.ae}/latent",
-                              **{k: table[k] for k in table if getattr(cfg, k) is None})
+    cfg = dataclasses.replace(cfg, out=str(run.path), **{k: table[k] for k in table if getattr(cfg, k) is None})
+    local_batch = world.local_batch(cfg.batch_size)
     torch.manual_seed(cfg.seed)
     lg = LatentGenerator(cfg.noise, autoencoder.latent).to(device)
     encoded = encode(autoencoder.encoder, images.train, device, cfg.workers)
@@ -89,23 +88,30 @@ def train_latent(cfg: LatentConfig) -> dict:
                                  lg.standardise(encode(autoencoder.encoder, images.heldout, device, cfg.workers)))
     latent_std = latents.train.double().std().item()
     gamma = parse_gamma(cfg.gamma, lcw_fast.silverman_gamma(latent_std, cfg.batch_size))
-    run = Run(cfg.out)
-    run.start({**dataclasses.asdict(cfg), "stage": 2, "latent_std": latent_std, "gamma_value": gamma,
-               "encoding_std": lg.std.tolist()}, cfg.resume)
+    steps = datasets.steps(cfg.epochs, len(latents), cfg.batch_size)
+    world.barrier()  # every rank has checked the folder before rank 0 writes to it
+    if world.writer:
+        run.start({**dataclasses.asdict(cfg), "stage": 2, "latent_std": latent_std, "gamma_value": gamma,
+                   "encoding_std": lg.std.tolist(), "world_size": world.size, "rank_batch_size": local_batch},
+                  cfg.resume)
     val_noise = metric_noise(cfg.noise, device, len(latents.heldout))
 
-    def loss(standardised, rng):
-        noise = torch.randn(len(standardised), cfg.noise, generator=rng).to(device)
-        return latent_trick_loss(lg.net(noise), standardised, gamma)
+    def noise(standardised, rng):  # this rank's rows of the global batch's noise
+        return (world.shard(torch.randn(len(standardised) * world.size, cfg.noise, generator=rng)).to(device),)
 
     def validate():
         return {"val_loss": latent_trick_loss(lg.net(val_noise), latents.heldout, gamma).item()}
 
-    stage = Stage({"lg": lg}, lg, loss, validate)
-    loop = LoopConfig(steps=datasets.steps(cfg.epochs, len(latents), cfg.batch_size), lr=cfg.lr, seed=cfg.seed,
-                      eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every, amp=cfg.amp, progress=cfg.progress)
-    final = fit(stage, lambda start: datasets.batches(latents, start, cfg.batch_size, cfg.seed, device),
-                loop, run, device, cfg.resume)
+    stage = Stage({"lg": lg}, lg, inputs=noise, forward=lambda z: (lg.net(z),),
+                  loss=lambda standardised, out: latent_trick_loss(out[0], standardised, gamma, world.group),
+                  validate=validate)
+    loop = LoopConfig(steps=steps, lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every,
+                      log_every=cfg.log_every, amp=cfg.amp, progress=cfg.progress, chunk_size=cfg.chunk_size)
+    final = fit(stage, lambda first: datasets.batches(latents, first, cfg.batch_size, cfg.seed, device,
+                                                      rank=world.rank, ranks=world.size),
+                loop, run, world, cfg.resume)
+    if not world.writer:
+        return final
 
     gamma_m = metric_gamma(ae_run.config()["pixel_std"])
     samples = map_batched(lambda z: autoencoder.decoder(lg(z)), metric_noise(cfg.noise, device))

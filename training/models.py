@@ -3,11 +3,17 @@
 28x28 grey (and any other shape but 3x64x64): MLP encoder/decoder.
 3x64x64 RGB (CelebA): convolutional encoder/decoder.
 Latent generator LG: noise (B, noise) -> latent (B, latent).
+load_autoencoder / load_generator rebuild the trained networks of a run folder.
 """
 import math
 
 import torch
 from torch import nn
+
+from .runs import Run
+
+ENCODER_CHANNELS = (128, 256, 512, 1024)
+DECODER_CHANNELS = (1024, 512, 256, 128)
 
 
 def _mlp(sizes, hidden_layers: int, width: int, out: int, batch_norm: bool = False) -> list:
@@ -39,7 +45,7 @@ def _conv_block(conv: nn.Module, channels: int) -> list:
 class ConvEncoder(nn.Sequential):
     """(B, 3, 64, 64) -> (B, latent): 4 x (Conv 4x4 stride 2, BN, ReLU) with 128..1024 channels -> Linear."""
 
-    def __init__(self, latent: int, channels=(128, 256, 512, 1024)):
+    def __init__(self, latent: int, channels=ENCODER_CHANNELS):
         layers, previous = [], 3
         for c in channels:
             layers += _conv_block(nn.Conv2d(previous, c, 4, stride=2, padding=1), c)
@@ -52,7 +58,7 @@ class ConvDecoder(nn.Sequential):
     """(B, latent) -> (B, 3, 64, 64): Linear(latent -> 1024*8*8) -> 3 x (ConvTranspose 4x4 stride 2,
     BN, ReLU) with 512, 256, 128 channels -> ConvTranspose 3x3 to 3 channels -> (tanh + 1) / 2."""
 
-    def __init__(self, latent: int, channels=(1024, 512, 256, 128)):
+    def __init__(self, latent: int, channels=DECODER_CHANNELS):
         layers, previous = [], channels[0]
         for c in channels[1:]:
             layers += _conv_block(nn.ConvTranspose2d(previous, c, 4, stride=2, padding=1), c)
@@ -65,13 +71,16 @@ class ConvDecoder(nn.Sequential):
 
 
 class Autoencoder(nn.Module):
-    """encoder E: images -> latents, decoder D: latents -> images."""
+    """encoder E: images -> latents, decoder D: latents -> images. width: a factor on the conv
+    networks' channel counts (the benchmarks narrow them for CPU runs; training uses 1)."""
 
-    def __init__(self, shape, latent: int):
+    def __init__(self, shape, latent: int, width: float = 1.0):
         super().__init__()
         self.shape, self.latent = tuple(shape), latent
         if self.shape == (3, 64, 64):
-            self.encoder, self.decoder = ConvEncoder(latent), ConvDecoder(latent)
+            narrow = lambda channels: tuple(max(1, round(c * width)) for c in channels)
+            self.encoder = ConvEncoder(latent, narrow(ENCODER_CHANNELS))
+            self.decoder = ConvDecoder(latent, narrow(DECODER_CHANNELS))
         else:
             self.encoder, self.decoder = MLPEncoder(shape, latent), MLPDecoder(shape, latent)
 
@@ -108,3 +117,20 @@ class LatentGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.mean + self.std * self.net(z)
+
+
+def load_autoencoder(run: Run, device: torch.device, checkpoint: str = "last") -> Autoencoder:
+    """The stage-1 autoencoder of `run`, in eval mode."""
+    config = run.config()
+    model = Autoencoder(config["shape"], config["latent"]).to(device)
+    model.load_state_dict(run.load(checkpoint, device)["models"]["autoencoder"])
+    return model.eval()
+
+
+def load_generator(run: Run, device: torch.device, checkpoint: str = "last"):
+    """(LG in eval mode, the stage-1 autoencoder in eval mode) of a stage-2 run."""
+    config = run.config()
+    autoencoder = load_autoencoder(Run(config["ae"]), device, config["checkpoint"])
+    lg = LatentGenerator(config["noise"], autoencoder.latent).to(device)
+    lg.load_state_dict(run.load(checkpoint, device)["models"]["lg"])
+    return lg.eval(), autoencoder

@@ -6,9 +6,9 @@ from typing import Optional
 
 import torch
 
+from .errors import NotARun, RunExists
 
-class NotARun(FileNotFoundError):
-    """A folder given as a run has no config.json (a user error: the CLIs print it without a traceback)."""
+CHECKPOINTS = ("last", "best")
 
 
 class Run:
@@ -18,10 +18,22 @@ class Run:
         self.path = Path(path)
         self.metrics_path = self.path / "metrics.jsonl"
 
+    def exists(self) -> bool:
+        return (self.path / "config.json").exists()
+
+    def check_start(self, resume: bool, overwrite: bool) -> None:
+        """Raises RunExists when a fresh start (neither `resume` nor `overwrite`) would replace a run here."""
+        if self.exists() and not (resume or overwrite):
+            raise RunExists(f"{self.path} already holds a run: --resume continues it, --overwrite replaces it "
+                            "(or choose another --out)")
+
     def start(self, config: dict, resume: bool) -> None:
-        """Writes config.json; a fresh start (not `resume`) also drops the metrics of an earlier run."""
+        """Writes config.json; a fresh start (not `resume`) first deletes an earlier run's metrics and
+        checkpoints (check_start has made sure that this was asked for)."""
         if not resume:
             self.metrics_path.unlink(missing_ok=True)
+            for name in CHECKPOINTS:
+                (self.path / f"{name}.pt").unlink(missing_ok=True)
         _atomic(self.path / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
 
     def config(self) -> dict:
@@ -48,6 +60,9 @@ class Run:
     def save(self, name: str, state: dict) -> None:
         """Writes `name`.pt via a temporary file and a rename: a crash never leaves a torn checkpoint."""
         _atomic(self.path / f"{name}.pt", lambda tmp: torch.save(state, tmp))
+
+    def has(self, name: str = "last") -> bool:
+        return (self.path / f"{name}.pt").exists()
 
     def load(self, name: str = "last", map_location: Optional[torch.device] = None) -> dict:
         path = self.path / f"{name}.pt"

@@ -10,9 +10,9 @@ import torch
 
 from . import plots
 from .cli import POSITIVE, config_from_args, field, run_cli, validate
-from .latent import load_generator
+from .models import load_autoencoder, load_generator
 from .runs import Run
-from .train import load_autoencoder, pick_device
+from .world import pick_device
 
 
 @dataclass

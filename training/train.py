@@ -1,6 +1,7 @@
 """Stage 1: train an autoencoder (ae, cwae or cw2) and write its run folder.
 
     python -m training.train --data mnist5k --objective cw2 --out runs/mnist5k-cw2
+    torchrun --nproc_per_node=2 -m training.train ...     # one global batch over 2 processes
     from training.train import AutoencoderConfig, train_autoencoder
 """
 import dataclasses
@@ -13,12 +14,14 @@ import lcw_fast
 
 from . import data as datasets
 from . import defaults, plots
-from .cli import NON_NEGATIVE, POSITIVE, ConfigError, RunOptions, config_from_args, field, restore, run_cli
+from .cli import NON_NEGATIVE, POSITIVE, RunOptions, config_from_args, field, restore, run_cli
+from .errors import ConfigError
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise
 from .loop import LoopConfig, Stage, fit
 from .models import Autoencoder
-from .objectives import STAGE1, autoencoder_loss, squared_error
+from .objectives import STAGE1, autoencoder_loss, parse_gamma, squared_error
 from .runs import Run
+from .world import start
 
 
 @dataclass
@@ -30,7 +33,8 @@ class AutoencoderConfig(RunOptions):
     latent: Optional[int] = field(None, "latent dimension (default: training.defaults)", minimum=POSITIVE)
     epochs: Optional[int] = field(None, "passes over the training images (default: training.defaults)",
                                   minimum=POSITIVE)
-    batch_size: Optional[int] = field(None, "images per step (default: 256)", minimum=POSITIVE)
+    batch_size: Optional[int] = field(None, "images per step, over all torchrun processes (default: 256)",
+                                      minimum=POSITIVE)
     lr: Optional[float] = field(None, "Adam learning rate (default: training.defaults)", minimum=POSITIVE)
     lam: Optional[float] = field(None, "lambda, the weight of log cw_normality(z) (cwae, cw2)",
                                  minimum=NON_NEGATIVE)
@@ -39,75 +43,47 @@ class AutoencoderConfig(RunOptions):
     seed: int = field(0, "seed of initialisation and data order (the mnist5k split is fixed)")
 
 
-def pick_device(name: str, threads: Optional[int] = None) -> torch.device:
-    """The torch.device for --device (auto: cuda if available, else cpu); sets the CPU thread count if given."""
-    if threads:
-        torch.set_num_threads(threads)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def parse_gamma(value: str, auto: float):
-    """--gamma: "auto" -> `auto`, "silverman" stays (per batch), else a positive number."""
-    if value == "auto":
-        return auto
-    if value == "silverman":
-        return value
-    try:
-        gamma = float(value)
-    except ValueError:
-        raise ConfigError(f"--gamma must be auto, silverman or a number, got {value!r}") from None
-    if not 0 < gamma < float("inf"):
-        raise ConfigError(f"--gamma must be positive and finite, got {value}")
-    return gamma
-
-
 def resolve(cfg: AutoencoderConfig, shape) -> AutoencoderConfig:
     """cfg with every None filled in from training.defaults."""
     if cfg.objective not in STAGE1:
         raise ConfigError(f"--objective must be one of {', '.join(STAGE1)}, got {cfg.objective!r}")
     table = defaults.stage1(cfg.data, shape, cfg.objective)
-    filled = {k: table[k] for k in table if getattr(cfg, k) is None}
-    out = cfg.out or f"runs/{cfg.data.replace(':', '-').replace('/', '_')}-{cfg.objective}"
-    return dataclasses.replace(cfg, out=out, **filled)
+    return dataclasses.replace(cfg, **{k: table[k] for k in table if getattr(cfg, k) is None})
 
 
-def load_data(cfg, device: torch.device) -> datasets.ImageData:
-    return datasets.load(cfg.data, cfg.data_root, workers=cfg.workers).to(device)
-
-
-def load_autoencoder(run: Run, device: torch.device, checkpoint: str = "last") -> Autoencoder:
-    """The stage-1 autoencoder of `run`, in eval mode."""
-    config = run.config()
-    model = Autoencoder(config["shape"], config["latent"]).to(device)
-    model.load_state_dict(run.load(checkpoint, device)["models"]["autoencoder"])
-    return model.eval()
+def autoencoder_stage(model: Autoencoder, objective: str, lam: float, gamma, validate=dict, backend: str = "auto",
+                      group=None) -> Stage:
+    """The training.loop Stage of stage 1: images -> (x_hat, z) -> the objective's loss."""
+    return Stage({"autoencoder": model}, model, inputs=lambda x, rng: (x,), forward=model,
+                 loss=lambda x, out: autoencoder_loss(objective, x, *out, lam, gamma, backend, group),
+                 validate=validate)
 
 
 def train_autoencoder(cfg: AutoencoderConfig) -> dict:
     """Trains stage 1 as configured; returns the summary (also the last line of metrics.jsonl)."""
-    device = pick_device(cfg.device, cfg.threads)
+    world = start(cfg.device, cfg.threads)
     if cfg.resume:
         if cfg.out is None:
             raise ConfigError("--resume needs --out, the run folder to continue")
         stored = Run(cfg.out).config()
-        cfg = restore(AutoencoderConfig, stored, resume=True, epochs=cfg.epochs or stored["epochs"],
-                      device=cfg.device, threads=cfg.threads, progress=cfg.progress)
-    data = load_data(cfg, device)
-    cfg = resolve(cfg, data.shape)
+        cfg = restore(AutoencoderConfig, stored, resume=True, overwrite=False, epochs=cfg.epochs or stored["epochs"],
+                      chunk_size=cfg.chunk_size or stored.get("chunk_size"), device=cfg.device, threads=cfg.threads,
+                      progress=cfg.progress)
+    run = Run(cfg.out or f"runs/{cfg.data.replace(':', '-').replace('/', '_')}-{cfg.objective}")
+    run.check_start(cfg.resume, cfg.overwrite)
+    data = datasets.load(cfg.data, cfg.data_root, workers=cfg.workers).to(world.device)
+    cfg = resolve(dataclasses.replace(cfg, out=str(run.path)), data.shape)
+    local_batch = world.local_batch(cfg.batch_size)
+    steps = datasets.steps(cfg.epochs, len(data), cfg.batch_size)
     std = datasets.pixel_std(data)
     gamma = parse_gamma(cfg.gamma, lcw_fast.silverman_gamma(std, cfg.batch_size))
-    run = Run(cfg.out)
-    run.start({**dataclasses.asdict(cfg), "stage": 1, "shape": list(data.shape), "pixel_std": std,
-               "gamma_value": gamma}, cfg.resume)
+    world.barrier()  # every rank has checked the folder before rank 0 writes to it
+    if world.writer:
+        run.start({**dataclasses.asdict(cfg), "stage": 1, "shape": list(data.shape), "pixel_std": std,
+                   "gamma_value": gamma, "world_size": world.size, "rank_batch_size": local_batch}, cfg.resume)
 
     torch.manual_seed(cfg.seed)
-    model = Autoencoder(data.shape, cfg.latent).to(device)
-
-    def loss(x, rng):
-        x_hat, z = model(x)
-        return autoencoder_loss(cfg.objective, x, x_hat, z, cfg.lam, gamma)
+    model = Autoencoder(data.shape, cfg.latent).to(world.device)
 
     def validate():
         x_hat, z = model(data.heldout)
@@ -117,14 +93,17 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
         return {"val_loss": val, "reconstruction_error": squared_error(x_hat, data.heldout).item(),
                 "latent_normality": lcw_fast.cw_normality(z.float()).item()}
 
-    stage = Stage({"autoencoder": model}, model, loss, validate)
-    loop = LoopConfig(steps=datasets.steps(cfg.epochs, len(data), cfg.batch_size), lr=cfg.lr, seed=cfg.seed,
-                      eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every, amp=cfg.amp, progress=cfg.progress)
-    final = fit(stage, lambda start: datasets.batches(data, start, cfg.batch_size, cfg.seed, device, cfg.workers),
-                loop, run, device, cfg.resume)
+    stage = autoencoder_stage(model, cfg.objective, cfg.lam, gamma, validate, group=world.group)
+    loop = LoopConfig(steps=steps, lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every,
+                      log_every=cfg.log_every, amp=cfg.amp, progress=cfg.progress, chunk_size=cfg.chunk_size)
+    final = fit(stage, lambda first: datasets.batches(data, first, cfg.batch_size, cfg.seed, world.device,
+                                                      cfg.workers, world.rank, world.size),
+                loop, run, world, cfg.resume)
+    if not world.writer:
+        return final
 
     gamma_m = metric_gamma(std)
-    samples = map_batched(model.decoder, metric_noise(cfg.latent, device))
+    samples = map_batched(model.decoder, metric_noise(cfg.latent, world.device))
     reconstructions = map_batched(lambda x: model(x)[0], data.heldout)
     summary = {"step": loop.steps, "stage": 1, **final, "metric_gamma": gamma_m,
                "heldout_metric": kernel_metric(samples, data.heldout, gamma_m),

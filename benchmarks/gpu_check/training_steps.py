@@ -9,14 +9,15 @@ Rows, for the reference loss (the paper's code path) and for backend "auto":
                             REFINE bisection steps between the last fit and the first failure, in
                             multiples of 64) and the first that did not
 A rehearsal runs the same code at batch 8 (probes up to 16) on the CPU, without a cap (it cannot
-limit CPU memory) and on 3x16x16 images, i.e. the MLP autoencoder: the CelebA network takes
-seconds per image on a small shared CPU.
+limit CPU memory) and with the CelebA network narrowed to 1/16 of its channels: at full width it
+takes seconds per image on a small shared CPU.
 """
 import time
 from pathlib import Path
 
 import torch
 
+from .. import batch_memory
 from ..timing import describe_error, is_oom, release_memory
 from . import gpu_backends, rows
 
@@ -25,22 +26,17 @@ BACKENDS = ("reference", "auto")
 LATENT, LAM = 128, 0.2
 PLAN = {  # rehearse -> settings
     False: dict(batch=256, steps=5, warmup=2, budget_bytes=30 * 10**9, limit=1 << 17, refine=2, multiple=64),
-    True: dict(batch=8, steps=1, warmup=1, budget_bytes=None, limit=16, refine=1, multiple=4, shape=(3, 16, 16)),
+    True: dict(batch=8, steps=1, warmup=1, budget_bytes=None, limit=16, refine=1, multiple=4, width=1 / 16),
 }
+MODE_OF_BACKEND = {"reference": "paper", "auto": "fused"}  # benchmarks.batch_memory's names
 
 
-def train_steps(backend: str, batch: int, steps: int, warmup: int, device: torch.device, shape=None) -> dict:
-    """images_per_s, peak_memory_bytes and loss of cw2 training steps; the kit's one call into the
-    training-throughput code (training/throughput.py). shape: the images' shape where it is not the
-    CelebA one (a rehearsal's small images, for which the model is the MLP autoencoder)."""
-    from training import throughput
-
-    celeba = throughput.SHAPE
-    throughput.SHAPE = shape or celeba
-    try:
-        return throughput.measure(backend, batch, steps, warmup, LATENT, LAM, device, amp=False)
-    finally:
-        throughput.SHAPE = celeba
+def train_steps(backend: str, batch: int, steps: int, warmup: int, device: torch.device, width: float = 1.0) -> dict:
+    """images_per_s, peak_memory_bytes and loss of cw2 training steps of the CelebA autoencoder at
+    `width` times its channels; the kit's one call into benchmarks.batch_memory.measure_step."""
+    got = batch_memory.measure_step(MODE_OF_BACKEND[backend], batch, 0, device, width=width, latent=LATENT, lam=LAM,
+                                    steps=steps, warmup=warmup)
+    return {"images_per_s": got["images_per_s"], "peak_memory_bytes": got["peak_bytes"], "loss": got["loss"]}
 
 
 class MemoryCap:
@@ -66,7 +62,7 @@ def _probe(out, backend, batch, device, plan) -> tuple:
     t0 = time.monotonic()
     try:
         with MemoryCap(device, plan["budget_bytes"]):
-            got = train_steps(backend, batch, 1, 0, device, plan.get("shape"))
+            got = train_steps(backend, batch, 1, 0, device, plan.get("width", 1.0))
         fits = plan["budget_bytes"] is None or got["peak_memory_bytes"] <= plan["budget_bytes"]
         fields.update(fits=fits, oom=False, peak_memory_bytes=got["peak_memory_bytes"])
     except Exception as exc:
@@ -111,10 +107,10 @@ def run(out: Path, budget_s: float, rehearse: bool) -> int:
     plan = PLAN[rehearse]
     deadline = time.monotonic() + budget_s
     for backend in BACKENDS:
-        got = train_steps(backend, plan["batch"], plan["steps"], plan["warmup"], device, plan.get("shape"))
+        got = train_steps(backend, plan["batch"], plan["steps"], plan["warmup"], device, plan.get("width", 1.0))
         release_memory(device)
         rows.append(out, STEP, f"batch {plan['batch']} {backend}", "ok", **got, batch=plan["batch"],
-                    steps=plan["steps"], images="x".join(map(str, plan.get("shape", (3, 64, 64)))))
+                    steps=plan["steps"], images="3x64x64", width=plan.get("width", 1.0))
         print(f"[training] {backend}: {got['images_per_s']:.1f} images/s at batch {plan['batch']}", flush=True)
     for i, backend in enumerate(BACKENDS):  # each search gets an equal share of the time left
         share = (deadline - time.monotonic()) / (len(BACKENDS) - i)
