@@ -36,7 +36,8 @@ def train_steps(backend: str, batch: int, steps: int, warmup: int, device: torch
     `width` times its channels; the kit's one call into benchmarks.batch_memory.measure_step."""
     got = batch_memory.measure_step(MODE_OF_BACKEND[backend], batch, 0, device, width=width, latent=LATENT, lam=LAM,
                                     steps=steps, warmup=warmup)
-    return {"images_per_s": got["images_per_s"], "peak_memory_bytes": got["peak_bytes"], "loss": got["loss"]}
+    return {"backend": backend, "images_per_s": got["images_per_s"], "peak_memory_bytes": got["peak_bytes"],
+            "loss": got["loss"]}
 
 
 class MemoryCap:
