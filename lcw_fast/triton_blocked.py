@@ -1,0 +1,199 @@
+"""Large-D Triton kernels (D > 256): the Gram over chunks of D, then W.Y as a second tensor-core product.
+
+  value      _sum_kernel: program (i, s) sums k over row tile i and column tiles s, s + S, ... (a self-sum:
+             tiles j >= i, off-diagonal ones counted twice) into one float64 partial; partials are summed
+             in float64 (deterministic, no atomics).
+  gradients  blocks of pairs of at most LCW_FAST_SCRATCH_BYTES of float32 weights: _weights_kernel writes
+             w = k'(d) for the block (and its value partials, so the value comes from the same visit),
+             then _wy_kernel adds scale * (rowsum(W) X_A - W Y_B) to the rows of the block and, for the
+             columns' gradient, the same with W^T (the transposed strides). _wy_kernel multiplies on tensor
+             cores at the launch's precision (3xTF32 by default; for bf16/fp16 inputs a hi/lo split of W
+             with the inputs exact). A self-sum visits the blocks B >= A, several per row for n > 1024
+             (so the triangle saves work), and a block off the diagonal updates both of its sides.
+Each block's launches run in order on one stream and each program owns its output rows: deterministic.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from .triton_common import (Launch, clamp_dists, configs, cw_k, dot_weights, gamma_inv_c, new_buffer,
+                            scratch_bytes)
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages, {BLOCK_K}); square tiles: a self-sum pairs tile i with j >= i.
+SUM_SHAPES = ((128, 128, 8, 3, {"BLOCK_K": 32}), (64, 64, 4, 3, {"BLOCK_K": 64}), (128, 128, 8, 2, {"BLOCK_K": 64}))
+WEIGHT_SHAPES = ((128, 128, 8, 3, {"BLOCK_K": 32}), (64, 64, 4, 3, {"BLOCK_K": 64}), (128, 64, 8, 3, {"BLOCK_K": 32}))
+# _wy_kernel: BLOCK_M rows of W times a [BLOCK_K, BLOCK_N] slice of Y (BLOCK_N columns of D).
+WY_SHAPES = ((128, 128, 8, 3, {"BLOCK_K": 32}), (64, 128, 4, 3, {"BLOCK_K": 32}), (128, 64, 4, 4, {"BLOCK_K": 32}))
+SUM_CONFIGS, WEIGHT_CONFIGS, WY_CONFIGS = configs(SUM_SHAPES), configs(WEIGHT_SHAPES), configs(WY_SHAPES)
+MIN_SELF_BLOCK = 1024  # a self-sum's block side is at least this, and about n / 8 above 8192
+
+
+@triton.jit
+def _sq_dists(x_ptr, y_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, SELF: tl.constexpr,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
+              PRECISION: tl.constexpr, COMPUTE: tl.constexpr):
+    """[BLOCK_M, BLOCK_N] squared distances of rows row0.. to columns col0.. (int64), Gram by tl.dot."""
+    rows, cols = row0 + tl.arange(0, BLOCK_M), col0 + tl.arange(0, BLOCK_N)
+    rmask, cmask = rows < n, cols < m
+    gram = tl.zeros((BLOCK_M, BLOCK_N), dtype=COMPUTE)
+    xn = tl.zeros((BLOCK_M,), dtype=COMPUTE)
+    yn = tl.zeros((BLOCK_N,), dtype=COMPUTE)
+    for k0 in tl.range(0, D, BLOCK_K, num_stages=STAGES):
+        ks = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
+        kmask = ks < D
+        x = tl.load(x_ptr + rows[:, None] * sxn + ks[None, :] * sxd, mask=rmask[:, None] & kmask[None, :], other=0.0)
+        y = tl.load(y_ptr + cols[:, None] * syn + ks[None, :] * syd, mask=cmask[:, None] & kmask[None, :], other=0.0)
+        gram = tl.dot(x, tl.trans(y), gram, input_precision=PRECISION, out_dtype=COMPUTE)
+        xf, yf = x.to(COMPUTE), y.to(COMPUTE)
+        xn += tl.sum(xf * xf, 1)
+        yn += tl.sum(yf * yf, 1)
+    return clamp_dists(xn, yn, gram, row0, col0, SELF)
+
+
+@triton.autotune(configs=SUM_CONFIGS, key=["D", "SELF", "PRECISION", "size_bucket"])
+@triton.jit
+def _sum_kernel(x_ptr, y_ptr, part_ptr, n, m, D, sxn, sxd, syn, syd, gamma_hi, gamma_lo, size_bucket,
+                SELF: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+    """Program (i, s) sums k over row tile i and column tiles j = j0 + s, j0 + s + S, ... (j0 = i for a
+    self-sum, weighting off-diagonal tiles by 2) into part_ptr[i * S + s]."""
+    gamma, inv_c = gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE)
+    tile_m = tl.program_id(0)
+    split, n_split = tl.program_id(1), tl.num_programs(1)
+    row0 = tile_m.to(tl.int64) * BLOCK_M
+    rows = row0 + tl.arange(0, BLOCK_M)
+    first = tile_m if SELF else 0
+    total = tl.zeros((), dtype=tl.float64)
+    for tile_n in range(first + split, tl.cdiv(m, BLOCK_N), n_split):
+        col0 = tl.cast(tile_n, tl.int64) * BLOCK_N
+        cols = col0 + tl.arange(0, BLOCK_N)
+        d = _sq_dists(x_ptr, y_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_M, BLOCK_N, BLOCK_K,
+                      STAGES, PRECISION, COMPUTE)
+        k = tl.where((rows < n)[:, None] & (cols < m)[None, :], cw_k(d, gamma, inv_c), 0.0)
+        tile_sum = tl.sum(tl.sum(k, 1), 0).to(tl.float64)
+        if SELF:
+            tile_sum = tl.where(tile_n == tile_m, tile_sum, 2.0 * tile_sum)
+        total += tile_sum
+    tl.store(part_ptr + tile_m.to(tl.int64) * n_split + split, total)
+
+
+@triton.autotune(configs=WEIGHT_CONFIGS, key=["D", "SELF", "PRECISION", "size_bucket"])
+@triton.jit
+def _weights_kernel(x_ptr, y_ptr, w_ptr, part_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, swn,
+                    gamma_hi, gamma_lo, value_weight, size_bucket,
+                    SELF: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+    """w[i - row0, j - col0] = k'(d_ij) for rows [row0, n) and columns [col0, m) of this launch, and
+    part[program] = value_weight * sum of k over the program's tile (float64)."""
+    gamma, inv_c = gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE)
+    tile_row0 = row0 + tl.program_id(0).to(tl.int64) * BLOCK_M
+    tile_col0 = col0 + tl.program_id(1).to(tl.int64) * BLOCK_N
+    rows, cols = tile_row0 + tl.arange(0, BLOCK_M), tile_col0 + tl.arange(0, BLOCK_N)
+    mask = (rows < n)[:, None] & (cols < m)[None, :]
+    d = _sq_dists(x_ptr, y_ptr, tile_row0, tile_col0, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_M, BLOCK_N,
+                  BLOCK_K, STAGES, PRECISION, COMPUTE)
+    k = tl.where(mask, cw_k(d, gamma, inv_c), 0.0)
+    tl.store(w_ptr + (rows - row0)[:, None] * swn + (cols - col0)[None, :], (-0.5 * inv_c) * k * k * k, mask=mask)
+    tl.store(part_ptr + tl.program_id(0) * tl.num_programs(1) + tl.program_id(1),
+             value_weight * tl.sum(tl.sum(k, 1), 0).to(tl.float64))
+
+
+@triton.autotune(configs=WY_CONFIGS, key=["D", "PRECISION", "size_bucket"], restore_value=["out_ptr"])
+@triton.jit
+def _wy_kernel(w_ptr, swr, swc, a_ptr, san, sad, b_ptr, sbn, sbd, out_ptr, rows, inner, D, scale, size_bucket,
+               PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
+    """out[i, :] += scale * (sum_j w_ij b_i - sum_j w_ij a_j) for i < rows, j < inner; w: (rows, inner)
+    with strides (swr, swc), a: (inner, D), b and out (contiguous): (rows, D). Program (i, c): rows tile i,
+    columns c * BLOCK_N.. of D."""
+    r = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    c = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rmask, cmask = r < rows, c < D
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=COMPUTE)
+    w_sum = tl.zeros((BLOCK_M,), dtype=COMPUTE)
+    for k0 in tl.range(0, inner, BLOCK_K, num_stages=STAGES):
+        ks = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
+        kmask = ks < inner
+        w = tl.load(w_ptr + r[:, None] * swr + ks[None, :] * swc, mask=rmask[:, None] & kmask[None, :], other=0.0)
+        a = tl.load(a_ptr + ks[:, None] * san + c[None, :] * sad, mask=kmask[:, None] & cmask[None, :], other=0.0)
+        w_sum += tl.sum(w, 1)
+        acc = dot_weights(w, a, acc, PRECISION)
+    mask = rmask[:, None] & cmask[None, :]
+    b = tl.load(b_ptr + r[:, None] * sbn + c[None, :] * sbd, mask=mask, other=0.0).to(COMPUTE)
+    ptrs = out_ptr + r[:, None] * D + c[None, :]
+    tl.store(ptrs, tl.load(ptrs, mask=mask) + scale * (w_sum[:, None] * b - acc), mask=mask)
+
+
+def _sum_grid(n, m, block, target):
+    row_tiles, col_tiles = triton.cdiv(n, block), triton.cdiv(m, block)
+    return row_tiles, min(col_tiles, max(1, triton.cdiv(target, row_tiles)))
+
+
+def blocked_sum(launch: Launch):
+    """(value,) of a sum with D > 256."""
+    x, y, n, m, dim = launch.x, launch.y, launch.n, launch.m, launch.dim
+    target = launch.target_programs()
+    grids = [_sum_grid(n, m, c.kwargs["BLOCK_M"], target) for c in SUM_CONFIGS]
+    partials = new_buffer((max(a * b for a, b in grids),), torch.float64, x.device)
+    with launch.device_guard():
+        _sum_kernel[lambda meta: _sum_grid(n, m, meta["BLOCK_M"], target)](
+            x, y, partials, n, m, dim, x.stride(0), x.stride(1), y.stride(0), y.stride(1), *launch.gamma_split,
+            launch.bucket, SELF=launch.self_sum, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
+    row_tiles, split = _sum_grid(n, m, _sum_kernel.best_config.kwargs["BLOCK_M"], target)
+    return (partials[: row_tiles * split].sum(),)
+
+
+def block_sides(n, m, self_sum, budget, itemsize):
+    """(rows, cols) of a block of weights: rows * cols * itemsize <= budget; square for a self-sum, about
+    n / 8 on a side (at least MIN_SELF_BLOCK) so the triangle of blocks skips work."""
+    if self_sum:
+        side = max(1, min(n, int((budget // itemsize) ** 0.5)))
+        side = min(side, max(MIN_SELF_BLOCK, triton.cdiv(triton.cdiv(n, 8), 128) * 128))
+        return side, side
+    cols = min(m, max(1, budget // (itemsize * 128)))
+    return min(n, max(1, budget // (itemsize * cols))), cols
+
+
+def _add_wy(launch, w, a, b, out, scale, transposed):
+    """out += scale * (rowsum(W) b - W a), W = w or w^T."""
+    swr, swc = (w.stride(1), w.stride(0)) if transposed else w.stride()
+    rows, inner = out.shape[0], a.shape[0]
+    _wy_kernel[lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), triton.cdiv(launch.dim, meta["BLOCK_N"]))](
+        w, swr, swc, a, a.stride(0), a.stride(1), b, b.stride(0), b.stride(1), out, rows, inner, launch.dim,
+        scale, launch.bucket, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
+
+
+def blocked_value_grad(launch: Launch, grad: str):
+    """(value, grad_x) for grad "x", (value, grad_x, grad_y) for "both" (a self-sum: (value, grad)), D > 256;
+    memory O((n + m) D) plus the weights block."""
+    x, y, n, m, dim = launch.x, launch.y, launch.n, launch.m, launch.dim
+    acc, self_sum = launch.acc_dtype, launch.self_sum
+    rows_per, cols_per = block_sides(n, m, self_sum, scratch_bytes(), acc.itemsize)
+    scale = 4.0 if self_sum else 2.0
+    both = grad == "both" and not self_sum
+    gx = torch.zeros((n, dim), dtype=acc, device=x.device)
+    gy = torch.zeros((m, dim), dtype=acc, device=x.device) if both else None
+    scratch = new_buffer((rows_per, cols_per), acc, x.device)
+    min_tile = min(c.kwargs["BLOCK_M"] for c in WEIGHT_CONFIGS), min(c.kwargs["BLOCK_N"] for c in WEIGHT_CONFIGS)
+    blocks = [(r0, c0) for r0 in range(0, n, rows_per) for c0 in range(r0 if self_sum else 0, m, cols_per)]
+    per_block = triton.cdiv(rows_per, min_tile[0]) * triton.cdiv(cols_per, min_tile[1])
+    parts = new_buffer((len(blocks), per_block), torch.float64, x.device)
+    with launch.device_guard():
+        for index, (r0, c0) in enumerate(blocks):
+            r1, c1 = min(n, r0 + rows_per), min(m, c0 + cols_per)
+            w = scratch[: r1 - r0, : c1 - c0]
+            _weights_kernel[lambda meta: (triton.cdiv(r1 - r0, meta["BLOCK_M"]), triton.cdiv(c1 - c0, meta["BLOCK_N"]))](
+                x, y, w, parts[index], r0, c0, r1, c1, dim, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+                w.stride(0), *launch.gamma_split, 2.0 if self_sum and r0 != c0 else 1.0, launch.bucket,
+                SELF=self_sum, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
+            xa, yb = x[r0:r1], y[c0:c1]
+            _add_wy(launch, w, yb, xa, gx[r0:r1], scale, transposed=False)
+            if both:
+                _add_wy(launch, w, xa, yb, gy[c0:c1], scale, transposed=True)
+            elif self_sum and r0 != c0:
+                _add_wy(launch, w, xa, yb, gx[c0:c1], scale, transposed=True)
+    config = _weights_kernel.best_config.kwargs
+    value = sum(parts[index, : triton.cdiv(min(n, r0 + rows_per) - r0, config["BLOCK_M"])
+                      * triton.cdiv(min(m, c0 + cols_per) - c0, config["BLOCK_N"])].sum()
+                for index, (r0, c0) in enumerate(blocks))
+    return (value, gx) if gy is None else (value, gx, gy)

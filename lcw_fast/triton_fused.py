@@ -1,0 +1,207 @@
+"""Small-D Triton kernel (D <= 256): value and gradients of a kernel sum from one visit of each pair.
+
+The pairs are cut into bands: program (g, h) takes the rows of row band g against the columns of column
+band h (a column split: many programs per row tile when n is small). For each 64-row tile of its band it
+loads the tile and its norms once, then streams the band's column tiles through a pipelined loop
+(tl.range with num_stages): the Gram tile by tl.dot, k and w = k'(d) in registers, sum_j w_ij and W.Y_J
+in a register accumulator (a second tl.dot), and, when the columns need a gradient too, W^T.X_I for the
+column tile. A self-sum runs only the bands h >= g and, on the diagonal band, the tiles J >= I (square
+tiles), so every unordered pair is visited once; a tile off the diagonal updates both its rows and its
+columns.
+
+Determinism without float atomics: every program writes its gradient contributions into its own slot of
+a scratch slab (slot h for the rows of band g, slot g for the columns of band h); only that program
+writes those entries, read-modify-writing the column slot across its own row tiles. The slots are summed
+in a fixed order afterwards (torch.sum), like the per-program float64 value partials.
+  cross, grad wrt x:   slab_x[H, n, D]
+  cross, both grads:   slab_x[H, n, D] and slab_y[G, m, D]
+  self-sum:            slab[B + 1, n, D]: for band b, row slots h - b (h >= b) and column slots B - b + g
+                       (g <= b), each written exactly once.
+"""
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_common import Launch, clamp_dists, configs, cw_k, dot_weights, gamma_inv_c, new_buffer, scratch_bytes
+
+MAX_DIM = 256  # the kernel keeps [BLOCK_M, next_pow2(D)] accumulators in registers
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) per padded dimension BLOCK_D. 64-row tiles for wgmma (M = 64
+# per warpgroup); every list holds a square tile for the self-sums. tests/triton_sm90_compile.py checks
+# that none of them spills registers on sm_90.
+FUSED_SHAPES = {
+    16: ((64, 64, 4, 3), (64, 128, 4, 3)),
+    32: ((64, 64, 4, 3), (64, 128, 4, 3)),
+    64: ((64, 64, 4, 3), (64, 128, 8, 3)),
+    128: ((64, 64, 4, 2), (64, 64, 8, 3), (64, 32, 4, 3)),
+    256: ((64, 64, 8, 2), (64, 32, 8, 2)),
+}
+# float64 has no wgmma (mma.sync DMMA); smaller tiles keep its accumulators in registers.
+FUSED_SHAPES_FP64 = {16: ((32, 32, 4, 2),), 32: ((32, 32, 4, 2),), 64: ((32, 32, 4, 2),),
+                     128: ((32, 32, 4, 2),), 256: ((32, 32, 8, 2),)}
+
+
+def _all_configs():
+    shapes = sorted({s for table in (FUSED_SHAPES, FUSED_SHAPES_FP64) for v in table.values() for s in v})
+    return configs(shapes)
+
+
+def block_d(dim: int) -> int:
+    return max(16, triton.next_power_of_2(dim))
+
+
+def default_configs(block_dim: int, fp64: bool, self_sum: bool, candidates=None):
+    """The configs the autotuner may pick for a launch: those of the table for (BLOCK_D, dtype), square for
+    a self-sum."""
+    candidates = FUSED_CONFIGS if candidates is None else candidates
+    if len(candidates) == 1:
+        return list(candidates)
+    table = (FUSED_SHAPES_FP64 if fp64 else FUSED_SHAPES)[block_dim]
+    wanted = {(bm, bn, w, s) for bm, bn, w, s in table if bn == bm or not self_sum}
+    return [c for c in candidates
+            if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in wanted]
+
+
+def _prune(candidates, named_args, **kwargs):
+    fp64 = named_args["x_ptr"].dtype == torch.float64
+    return default_configs(kwargs["BLOCK_D"], fp64, kwargs["SELF"], candidates)
+
+
+FUSED_CONFIGS = _all_configs()
+
+
+@triton.autotune(configs=FUSED_CONFIGS, key=["D", "SELF", "GRAD_X", "GRAD_Y", "PRECISION", "size_bucket"],
+                 prune_configs_by={"early_config_prune": _prune})
+@triton.jit
+def _fused_kernel(x_ptr, y_ptr, part_ptr, gx_ptr, gy_ptr, n, m, D, sxn, sxd, syn, syd, band_rows, band_cols,
+                  gamma_hi, gamma_lo, scale, size_bucket,
+                  SELF: tl.constexpr, GRAD_X: tl.constexpr, GRAD_Y: tl.constexpr, BLOCK_D: tl.constexpr,
+                  PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, STAGES: tl.constexpr):
+    """Program (g, h): value partial part[g * H + h] (float64) and, scaled by `scale`, the gradient
+    contributions sum_j w_ij (x_i - y_j) of its rows into gx slot and sum_i w_ij (y_j - x_i) of its
+    columns into the gy slot (see the module docstring for the slots)."""
+    gamma, inv_c = gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE)
+    band_m, band_n = tl.program_id(0), tl.program_id(1)
+    n_bands_n = tl.num_programs(1)
+    ks = tl.arange(0, BLOCK_D).to(tl.int64)
+    kmask = ks < D
+    row_lo = band_m.to(tl.int64) * band_rows
+    row_hi = tl.minimum(row_lo + band_rows, n)
+    col_lo = band_n.to(tl.int64) * band_cols
+    col_hi = tl.minimum(col_lo + band_cols, m)
+    if SELF:
+        row_hi = tl.where(band_n < band_m, row_lo, row_hi)  # the lower-triangle bands do nothing
+        gx_slot = band_n - band_m
+        gy_slot = n_bands_n - band_n + band_m
+    else:
+        gx_slot = band_n
+        gy_slot = band_m
+    gx_base = gx_ptr + gx_slot.to(tl.int64) * n * D
+    gy_base = gy_ptr + gy_slot.to(tl.int64) * m * D
+    total = tl.zeros((), dtype=tl.float64)
+    for row0 in range(row_lo, row_hi, BLOCK_M):
+        rows = row0 + tl.arange(0, BLOCK_M)
+        rmask = rows < n
+        x = tl.load(x_ptr + rows[:, None] * sxn + ks[None, :] * sxd, mask=rmask[:, None] & kmask[None, :],
+                    other=0.0)
+        xf = x.to(COMPUTE)
+        xn = tl.sum(xf * xf, 1)
+        k_sum = tl.zeros((BLOCK_M,), dtype=COMPUTE)
+        w_sum = tl.zeros((BLOCK_M,), dtype=COMPUTE)
+        wy = tl.zeros((BLOCK_M, BLOCK_D), dtype=COMPUTE)
+        first_col = tl.maximum(col_lo, row0) if SELF else col_lo  # SELF: tiles J >= I (square tiles)
+        for col0 in tl.range(first_col, col_hi, BLOCK_N, num_stages=STAGES):
+            cols = col0 + tl.arange(0, BLOCK_N)
+            cmask = cols < m
+            y = tl.load(y_ptr + cols[:, None] * syn + ks[None, :] * syd, mask=cmask[:, None] & kmask[None, :],
+                        other=0.0)
+            yf = y.to(COMPUTE)
+            gram = tl.dot(x, tl.trans(y), input_precision=PRECISION, out_dtype=COMPUTE)
+            d = clamp_dists(xn, tl.sum(yf * yf, 1), gram, row0, col0, SELF)
+            k = tl.where(rmask[:, None] & cmask[None, :], cw_k(d, gamma, inv_c), 0.0)
+            if SELF:
+                k_sum += tl.where(col0 == row0, 1.0, 2.0) * tl.sum(k, 1)  # off-diagonal tiles count twice
+            else:
+                k_sum += tl.sum(k, 1)
+            if GRAD_X or GRAD_Y:
+                w = (-0.5 * inv_c) * k * k * k
+                if GRAD_X:
+                    w_sum += tl.sum(w, 1)
+                    wy = dot_weights(w, y, wy, PRECISION)
+                if GRAD_Y:
+                    wtx = dot_weights(tl.trans(w), x, tl.zeros((BLOCK_N, BLOCK_D), dtype=COMPUTE), PRECISION)
+                    part = scale * (tl.sum(w, 0)[:, None] * yf - wtx)
+                    if SELF:
+                        part = tl.where(col0 == row0, 0.0, part)  # the diagonal tile: its rows hold all of it
+                    ptrs = gy_base + cols[:, None] * D + ks[None, :]
+                    out_mask = cmask[:, None] & kmask[None, :]
+                    # The first row tile of the band stores, the later ones add (this program owns the slot).
+                    part += tl.load(ptrs, mask=out_mask & (row0 != row_lo), other=0.0)
+                    tl.store(ptrs, part, mask=out_mask)
+        total += tl.sum(k_sum, 0).to(tl.float64)
+        if GRAD_X:
+            out = scale * (w_sum[:, None] * xf - wy)
+            tl.store(gx_base + rows[:, None] * D + ks[None, :], out, mask=rmask[:, None] & kmask[None, :])
+        if GRAD_Y:
+            tl.debug_barrier()  # the next row tile reads the column slot this one wrote (other threads)
+    tl.store(part_ptr + band_m * n_bands_n + band_n, total)
+
+
+def _quantum() -> int:
+    """Band sizes are multiples of every tile side in use, so bands never split a tile."""
+    return max(max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in FUSED_CONFIGS)
+
+
+def bands(n, m, dim, self_sum, grad, target, budget, itemsize=4):
+    """(band_rows, band_cols, G, H): G x H programs, about `target` of them, slabs within `budget` bytes.
+
+    grad: "none" (value only), "x" (the rows' gradient) or "both" (rows and columns; a self-sum's)."""
+    q = _quantum()
+    row_tiles, col_tiles = triton.cdiv(n, q), triton.cdiv(m, q)
+    slab = itemsize * dim
+    if self_sum:
+        want = max(1, math.isqrt(2 * target))  # B (B + 1) / 2 programs
+        if grad != "none":
+            want = min(want, max(1, budget // (slab * n) - 1))  # B + 1 slots
+        side = triton.cdiv(row_tiles, min(row_tiles, want)) * q
+        return side, side, triton.cdiv(n, side), triton.cdiv(n, side)
+    if grad == "both":
+        rows_split = min(row_tiles, max(1, math.isqrt(target)))
+        cols_split = min(col_tiles, triton.cdiv(target, rows_split))
+        while rows_split * slab * m + cols_split * slab * n > budget and rows_split * cols_split > 1:
+            if rows_split > 1 and (rows_split * m >= cols_split * n or cols_split == 1):
+                rows_split -= 1
+            else:
+                cols_split -= 1
+    else:
+        rows_split = row_tiles
+        cols_split = min(col_tiles, max(1, target // row_tiles))
+        if grad == "x":
+            cols_split = max(1, min(cols_split, budget // (slab * n)))
+    band_rows = triton.cdiv(row_tiles, rows_split) * q
+    band_cols = triton.cdiv(col_tiles, cols_split) * q
+    return band_rows, band_cols, triton.cdiv(n, band_rows), triton.cdiv(m, band_cols)
+
+
+def fused(launch: Launch, grad: str):
+    """(value,) for grad "none", (value, grad_x) for "x", (value, grad_x, grad_y) for "both" (a self-sum:
+    (value, grad)); the gradients in the accumulation dtype, before the non-finite fold."""
+    x, y, n, m, dim = launch.x, launch.y, launch.n, launch.m, launch.dim
+    self_sum = launch.self_sum
+    band_rows, band_cols, g_count, h_count = bands(n, m, dim, self_sum, grad, launch.target_programs(),
+                                                   scratch_bytes(), launch.acc_dtype.itemsize)
+    device, acc = x.device, launch.acc_dtype
+    parts = new_buffer((g_count * h_count,), torch.float64, device)
+    slab_x = new_buffer((h_count + self_sum, n, dim) if grad != "none" else (1,), acc, device)
+    slab_y = slab_x if self_sum else new_buffer((g_count, m, dim) if grad == "both" else (1,), acc, device)
+    with launch.device_guard():
+        _fused_kernel[(g_count, h_count)](
+            x, y, parts, slab_x, slab_y, n, m, dim, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+            band_rows, band_cols, *launch.gamma_split, 4.0 if self_sum else 2.0, launch.bucket,
+            SELF=self_sum, GRAD_X=grad != "none", GRAD_Y=grad == "both", BLOCK_D=block_d(dim),
+            PRECISION=launch.dot_precision, COMPUTE=launch.compute)
+    slabs = {"none": (), "x": (slab_x,), "both": (slab_x,) if self_sum else (slab_x, slab_y)}[grad]
+    return (parts.sum(),) + tuple(s.sum(0) for s in slabs)
