@@ -16,8 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_common import (Launch, clamp_dists, configs, cw_k, dot_weights, gamma_inv_c, new_buffer,
-                            scratch_bytes)
+from .triton_common import (Launch, clamp_dists, configs, cw_k, dot_weights, gamma_inv_c, gram_tile, new_buffer,
+                            scratch_bytes, split_weights)
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages, {BLOCK_K}); square tiles: a self-sum pairs tile i with j >= i.
 SUM_SHAPES = ((128, 128, 8, 3, {"BLOCK_K": 32}), (64, 64, 4, 3, {"BLOCK_K": 64}), (128, 128, 8, 2, {"BLOCK_K": 64}))
@@ -29,31 +29,37 @@ MIN_SELF_BLOCK = 1024  # a self-sum's block side is at least this, and about n /
 
 
 @triton.jit
-def _sq_dists(x_ptr, y_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, SELF: tl.constexpr,
+def _sq_dists(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, row0, col0, n, m, D, SELF: tl.constexpr,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
-              PRECISION: tl.constexpr, COMPUTE: tl.constexpr):
-    """[BLOCK_M, BLOCK_N] squared distances of rows row0.. to columns col0.. (int64), Gram by tl.dot."""
+              SPLIT: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr):
+    """[BLOCK_M, BLOCK_N] squared distances of rows row0.. to columns col0.. (int64) of contiguous (n, D)
+    and (m, D) samples x = xh + xl, y = yh + yl with squared norms xn, yn; the Gram by tl.dot over D."""
     rows, cols = row0 + tl.arange(0, BLOCK_M), col0 + tl.arange(0, BLOCK_N)
     rmask, cmask = rows < n, cols < m
+    # Rows past the end repeat the last row (finite; clamp_dists gives them d = +Inf): no row masks.
+    x_off = row0 * D + tl.minimum(tl.arange(0, BLOCK_M), (n - 1 - row0).to(tl.int32))[:, None].to(tl.int64) * D
+    y_off = col0 * D + tl.minimum(tl.arange(0, BLOCK_N), (m - 1 - col0).to(tl.int32))[:, None].to(tl.int64) * D
     gram = tl.zeros((BLOCK_M, BLOCK_N), dtype=COMPUTE)
-    xn = tl.zeros((BLOCK_M,), dtype=COMPUTE)
-    yn = tl.zeros((BLOCK_N,), dtype=COMPUTE)
     for k0 in tl.range(0, D, BLOCK_K, num_stages=STAGES):
-        ks = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
-        kmask = ks < D
-        x = tl.load(x_ptr + rows[:, None] * sxn + ks[None, :] * sxd, mask=rmask[:, None] & kmask[None, :], other=0.0)
-        y = tl.load(y_ptr + cols[:, None] * syn + ks[None, :] * syd, mask=cmask[:, None] & kmask[None, :], other=0.0)
-        gram = tl.dot(x, tl.trans(y), gram, input_precision=PRECISION, out_dtype=COMPUTE)
-        xf, yf = x.to(COMPUTE), y.to(COMPUTE)
-        xn += tl.sum(xf * xf, 1)
-        yn += tl.sum(yf * yf, 1)
-    return clamp_dists(xn, yn, gram, row0, col0, SELF)
+        ks = k0 + tl.arange(0, BLOCK_K)
+        kmask = (ks < D)[None, :]
+        xh = tl.load(xh_ptr + x_off + ks[None, :], mask=kmask, other=0.0)
+        yh = tl.load(yh_ptr + y_off + ks[None, :], mask=kmask, other=0.0)
+        if SPLIT:
+            xl = tl.load(xl_ptr + x_off + ks[None, :], mask=kmask, other=0.0)
+            yl = tl.load(yl_ptr + y_off + ks[None, :], mask=kmask, other=0.0)
+            gram = gram_tile(xh, xl, yh, yl, gram, SPLIT, PRECISION)
+        else:
+            gram = gram_tile(xh, xh, yh, yh, gram, SPLIT, PRECISION)
+    xn = tl.load(xn_ptr + rows, mask=rmask, other=0.0)
+    yn = tl.load(yn_ptr + cols, mask=cmask, other=0.0)
+    return clamp_dists(xn, yn, gram, row0, col0, rmask, cmask, SELF)
 
 
-@triton.autotune(configs=SUM_CONFIGS, key=["D", "SELF", "PRECISION", "size_bucket"])
+@triton.autotune(configs=SUM_CONFIGS, key=["D", "SELF", "PRECISION", "SPLIT", "size_bucket"])
 @triton.jit
-def _sum_kernel(x_ptr, y_ptr, part_ptr, n, m, D, sxn, sxd, syn, syd, gamma_hi, gamma_lo, size_bucket,
-                SELF: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
+def _sum_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, n, m, D, gamma_hi, gamma_lo, size_bucket,
+                SELF: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
     """Program (i, s) sums k over row tile i and column tiles j = j0 + s, j0 + s + S, ... (j0 = i for a
     self-sum, weighting off-diagonal tiles by 2) into part_ptr[i * S + s]."""
@@ -61,27 +67,24 @@ def _sum_kernel(x_ptr, y_ptr, part_ptr, n, m, D, sxn, sxd, syn, syd, gamma_hi, g
     tile_m = tl.program_id(0)
     split, n_split = tl.program_id(1), tl.num_programs(1)
     row0 = tile_m.to(tl.int64) * BLOCK_M
-    rows = row0 + tl.arange(0, BLOCK_M)
     first = tile_m if SELF else 0
     total = tl.zeros((), dtype=tl.float64)
     for tile_n in range(first + split, tl.cdiv(m, BLOCK_N), n_split):
         col0 = tl.cast(tile_n, tl.int64) * BLOCK_N
-        cols = col0 + tl.arange(0, BLOCK_N)
-        d = _sq_dists(x_ptr, y_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_M, BLOCK_N, BLOCK_K,
-                      STAGES, PRECISION, COMPUTE)
-        k = tl.where((rows < n)[:, None] & (cols < m)[None, :], cw_k(d, gamma, inv_c), 0.0)
-        tile_sum = tl.sum(tl.sum(k, 1), 0).to(tl.float64)
+        d = _sq_dists(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, row0, col0, n, m, D, SELF, BLOCK_M, BLOCK_N,
+                      BLOCK_K, STAGES, SPLIT, PRECISION, COMPUTE)
+        tile_sum = tl.sum(tl.sum(cw_k(d, gamma, inv_c), 1), 0).to(tl.float64)  # k = 0 on padding
         if SELF:
             tile_sum = tl.where(tile_n == tile_m, tile_sum, 2.0 * tile_sum)
         total += tile_sum
     tl.store(part_ptr + tile_m.to(tl.int64) * n_split + split, total)
 
 
-@triton.autotune(configs=WEIGHT_CONFIGS, key=["D", "SELF", "PRECISION", "size_bucket"])
+@triton.autotune(configs=WEIGHT_CONFIGS, key=["D", "SELF", "PRECISION", "SPLIT", "size_bucket"])
 @triton.jit
-def _weights_kernel(x_ptr, y_ptr, w_ptr, part_ptr, row0, col0, n, m, D, sxn, sxd, syn, syd, swn,
+def _weights_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, w_ptr, part_ptr, row0, col0, n, m, D, swn,
                     gamma_hi, gamma_lo, value_weight, size_bucket,
-                    SELF: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
+                    SELF: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
     """w[i - row0, j - col0] = k'(d_ij) for rows [row0, n) and columns [col0, m) of this launch, and
     part[program] = value_weight * sum of k over the program's tile (float64)."""
@@ -89,23 +92,23 @@ def _weights_kernel(x_ptr, y_ptr, w_ptr, part_ptr, row0, col0, n, m, D, sxn, sxd
     tile_row0 = row0 + tl.program_id(0).to(tl.int64) * BLOCK_M
     tile_col0 = col0 + tl.program_id(1).to(tl.int64) * BLOCK_N
     rows, cols = tile_row0 + tl.arange(0, BLOCK_M), tile_col0 + tl.arange(0, BLOCK_N)
-    mask = (rows < n)[:, None] & (cols < m)[None, :]
-    d = _sq_dists(x_ptr, y_ptr, tile_row0, tile_col0, n, m, D, sxn, sxd, syn, syd, SELF, BLOCK_M, BLOCK_N,
-                  BLOCK_K, STAGES, PRECISION, COMPUTE)
-    k = tl.where(mask, cw_k(d, gamma, inv_c), 0.0)
-    tl.store(w_ptr + (rows - row0)[:, None] * swn + (cols - col0)[None, :], (-0.5 * inv_c) * k * k * k, mask=mask)
+    d = _sq_dists(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, tile_row0, tile_col0, n, m, D, SELF, BLOCK_M,
+                  BLOCK_N, BLOCK_K, STAGES, SPLIT, PRECISION, COMPUTE)
+    k = cw_k(d, gamma, inv_c)
+    tl.store(w_ptr + (rows - row0)[:, None] * swn + (cols - col0)[None, :], (-0.5 * inv_c) * k * k * k,
+             mask=(rows < n)[:, None] & (cols < m)[None, :])
     tl.store(part_ptr + tl.program_id(0) * tl.num_programs(1) + tl.program_id(1),
              value_weight * tl.sum(tl.sum(k, 1), 0).to(tl.float64))
 
 
-@triton.autotune(configs=WY_CONFIGS, key=["D", "PRECISION", "size_bucket"], restore_value=["out_ptr"])
+@triton.autotune(configs=WY_CONFIGS, key=["D", "PRECISION", "SPLIT", "size_bucket"], restore_value=["out_ptr"])
 @triton.jit
-def _wy_kernel(w_ptr, swr, swc, a_ptr, san, sad, b_ptr, sbn, sbd, out_ptr, rows, inner, D, scale, size_bucket,
-               PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
+def _wy_kernel(w_ptr, swr, swc, ah_ptr, al_ptr, b_ptr, sbn, sbd, out_ptr, rows, inner, D, scale, size_bucket,
+               SPLIT: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
     """out[i, :] += scale * (sum_j w_ij b_i - sum_j w_ij a_j) for i < rows, j < inner; w: (rows, inner)
-    with strides (swr, swc), a: (inner, D), b and out (contiguous): (rows, D). Program (i, c): rows tile i,
-    columns c * BLOCK_N.. of D."""
+    with strides (swr, swc), a = ah + al: (inner, D) contiguous, b: (rows, D), out: (rows, D) contiguous.
+    Program (i, c): rows tile i, columns c * BLOCK_N.. of D."""
     r = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     c = tl.program_id(1).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask, cmask = r < rows, c < D
@@ -115,9 +118,13 @@ def _wy_kernel(w_ptr, swr, swc, a_ptr, san, sad, b_ptr, sbn, sbd, out_ptr, rows,
         ks = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
         kmask = ks < inner
         w = tl.load(w_ptr + r[:, None] * swr + ks[None, :] * swc, mask=rmask[:, None] & kmask[None, :], other=0.0)
-        a = tl.load(a_ptr + ks[:, None] * san + c[None, :] * sad, mask=kmask[:, None] & cmask[None, :], other=0.0)
+        a_off = ks[:, None] * D + c[None, :]
+        a_mask = kmask[:, None] & cmask[None, :]
+        ah = tl.load(ah_ptr + a_off, mask=a_mask, other=0.0)
+        al = tl.load(al_ptr + a_off, mask=a_mask, other=0.0) if SPLIT else ah
         w_sum += tl.sum(w, 1)
-        acc = dot_weights(w, a, acc, PRECISION)
+        w_hi, w_lo = split_weights(w, ah, SPLIT)
+        acc = dot_weights(w_hi, w_lo, ah, al, acc, SPLIT, PRECISION)
     mask = rmask[:, None] & cmask[None, :]
     b = tl.load(b_ptr + r[:, None] * sbn + c[None, :] * sbd, mask=mask, other=0.0).to(COMPUTE)
     ptrs = out_ptr + r[:, None] * D + c[None, :]
@@ -131,14 +138,16 @@ def _sum_grid(n, m, block, target):
 
 def blocked_sum(launch: Launch):
     """(value,) of a sum with D > 256."""
-    x, y, n, m, dim = launch.x, launch.y, launch.n, launch.m, launch.dim
+    x, n, m, dim = launch.x, launch.n, launch.m, launch.dim
+    x_parts = launch.operands(x)
+    y_parts = x_parts if launch.self_sum else launch.operands(launch.y)
     target = launch.target_programs()
     grids = [_sum_grid(n, m, c.kwargs["BLOCK_M"], target) for c in SUM_CONFIGS]
     partials = new_buffer((max(a * b for a, b in grids),), torch.float64, x.device)
     with launch.device_guard():
         _sum_kernel[lambda meta: _sum_grid(n, m, meta["BLOCK_M"], target)](
-            x, y, partials, n, m, dim, x.stride(0), x.stride(1), y.stride(0), y.stride(1), *launch.gamma_split,
-            launch.bucket, SELF=launch.self_sum, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
+            *x_parts, *y_parts, partials, n, m, dim, *launch.gamma_split, launch.bucket, SELF=launch.self_sum,
+            SPLIT=launch.split, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
     row_tiles, split = _sum_grid(n, m, _sum_kernel.best_config.kwargs["BLOCK_M"], target)
     return (partials[: row_tiles * split].sum(),)
 
@@ -154,13 +163,13 @@ def block_sides(n, m, self_sum, budget, itemsize):
     return min(n, max(1, budget // (itemsize * cols))), cols
 
 
-def _add_wy(launch, w, a, b, out, scale, transposed):
-    """out += scale * (rowsum(W) b - W a), W = w or w^T."""
+def _add_wy(launch, w, a_parts, b, out, scale, transposed):
+    """out += scale * (rowsum(W) b - W a), W = w or w^T, a = a_parts[0] + a_parts[1]."""
     swr, swc = (w.stride(1), w.stride(0)) if transposed else w.stride()
-    rows, inner = out.shape[0], a.shape[0]
+    rows, inner = out.shape[0], a_parts[0].shape[0]
     _wy_kernel[lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), triton.cdiv(launch.dim, meta["BLOCK_N"]))](
-        w, swr, swc, a, a.stride(0), a.stride(1), b, b.stride(0), b.stride(1), out, rows, inner, launch.dim,
-        scale, launch.bucket, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
+        w, swr, swc, *a_parts, b, b.stride(0), b.stride(1), out, rows, inner, launch.dim, scale, launch.bucket,
+        SPLIT=launch.split, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
 
 
 def blocked_value_grad(launch: Launch, grad: str):
@@ -168,6 +177,8 @@ def blocked_value_grad(launch: Launch, grad: str):
     memory O((n + m) D) plus the weights block."""
     x, y, n, m, dim = launch.x, launch.y, launch.n, launch.m, launch.dim
     acc, self_sum = launch.acc_dtype, launch.self_sum
+    x_parts = launch.operands(x)
+    y_parts = x_parts if self_sum else launch.operands(y)
     rows_per, cols_per = block_sides(n, m, self_sum, scratch_bytes(), acc.itemsize)
     scale = 4.0 if self_sum else 2.0
     both = grad == "both" and not self_sum
@@ -183,15 +194,15 @@ def blocked_value_grad(launch: Launch, grad: str):
             r1, c1 = min(n, r0 + rows_per), min(m, c0 + cols_per)
             w = scratch[: r1 - r0, : c1 - c0]
             _weights_kernel[lambda meta: (triton.cdiv(r1 - r0, meta["BLOCK_M"]), triton.cdiv(c1 - c0, meta["BLOCK_N"]))](
-                x, y, w, parts[index], r0, c0, r1, c1, dim, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
-                w.stride(0), *launch.gamma_split, 2.0 if self_sum and r0 != c0 else 1.0, launch.bucket,
-                SELF=self_sum, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
-            xa, yb = x[r0:r1], y[c0:c1]
-            _add_wy(launch, w, yb, xa, gx[r0:r1], scale, transposed=False)
+                *x_parts, *y_parts, w, parts[index], r0, c0, r1, c1, dim, w.stride(0), *launch.gamma_split,
+                2.0 if self_sum and r0 != c0 else 1.0, launch.bucket, SELF=self_sum, SPLIT=launch.split,
+                PRECISION=launch.dot_precision, COMPUTE=launch.compute)
+            xa, yb = [p[r0:r1] for p in x_parts[:2]], [p[c0:c1] for p in y_parts[:2]]
+            _add_wy(launch, w, yb, x[r0:r1], gx[r0:r1], scale, transposed=False)
             if both:
-                _add_wy(launch, w, xa, yb, gy[c0:c1], scale, transposed=True)
+                _add_wy(launch, w, xa, y[c0:c1], gy[c0:c1], scale, transposed=True)
             elif self_sum and r0 != c0:
-                _add_wy(launch, w, xa, yb, gx[c0:c1], scale, transposed=True)
+                _add_wy(launch, w, xa, x[c0:c1], gx[c0:c1], scale, transposed=True)
     config = _weights_kernel.best_config.kwargs
     value = sum(parts[index, : triton.cdiv(min(n, r0 + rows_per) - r0, config["BLOCK_M"])
                       * triton.cdiv(min(m, c0 + cols_per) - c0, config["BLOCK_N"])].sum()

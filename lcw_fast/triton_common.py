@@ -7,7 +7,9 @@ Environment (read at every launch, so tests can set them):
                             write shows up as NaN.
   LCW_FAST_SCRATCH_BYTES    bound on the scratch a launch allocates beyond its O((n + m) D) outputs
                             (default 256 MiB).
-Precision: tl.dot runs "tf32x3" (3xTF32, float32-accurate) in "default" mode, plain "tf32" in "fast" mode;
+Precision: float32 in "default" mode multiplies by 3xTF32 (float32-accurate): the samples are split once
+per call into x = hi + lo (hi rounded to TF32, lo exact), so the kernels load both halves straight into
+the tensor-core operands, and the weights are split in registers; "fast" mode is one TF32 product;
 float64 runs IEEE float64; the interpreter computes IEEE float32. bf16/fp16 inputs stay in their dtype
 into every product (fp32 accumulation): the Gram multiplies them as they are, a product with the
 float32 weights w splits w into a hi and a lo half in the inputs' dtype (the inputs are exact).
@@ -25,7 +27,6 @@ from .validation import check_gamma, check_pair, check_precision, check_sample
 
 INTERPRETED = triton_interpreted()
 DEFAULT_SCRATCH_BYTES = 256 * 2**20
-_DOT_PRECISION = {"default": "tf32x3", "fast": "tf32"}
 
 
 def poison() -> bool:
@@ -83,11 +84,24 @@ class Launch:
         self.self_sum = self_sum
         self.compute = tl.float64 if dtype == torch.float64 else tl.float32
         self.acc_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-        self.dot_precision = "ieee" if INTERPRETED or dtype == torch.float64 else _DOT_PRECISION[precision]
+        # float32 in default mode: 3xTF32 on operands split once per call (operands()); the split
+        # also runs under the interpreter (where every tl.dot is IEEE float32), so the tests cover it.
+        self.split = dtype == torch.float32 and precision == "default"
+        self.dot_precision = "ieee" if INTERPRETED or dtype == torch.float64 else "tf32"
         hi = float(torch.tensor(self.gamma, dtype=torch.float32))
         self.gamma_split = (hi, self.gamma - hi)  # Python floats reach a kernel as float32
         self.n, self.m, self.dim = x.shape[0], y.shape[0], x.shape[1]
         self.bucket = size_bucket(self.n, self.m)
+
+    def operands(self, t):
+        """(hi, lo, squared norms) of a sample, contiguous: hi + lo = t exactly with hi rounded to TF32
+        when self.split, else (t, t, norms). Norms in the accumulation dtype."""
+        t = t.contiguous()
+        norms = t.to(self.acc_dtype).square().sum(1)
+        if not self.split:
+            return t, t, norms
+        hi = ((t.view(torch.int32) + 0x1000) & -8192).view(torch.float32)
+        return hi, t - hi, norms
 
     def device_guard(self):
         """Triton launches on the current CUDA device, not the tensor's: make x's device current."""
@@ -132,31 +146,65 @@ def cw_k(d, gamma, inv_c):
 
 
 @triton.jit
-def clamp_dists(xn, yn, gram, row0, col0, SELF: tl.constexpr):
-    """Squared distances from norms and Gram of rows row0 + i, columns col0 + j; SELF: same points."""
+def clamp_dists(xn, yn, gram, row0, col0, rmask, cmask, SELF: tl.constexpr):
+    """Squared distances from norms and Gram of rows row0 + i, columns col0 + j; SELF: same points.
+
+    Padded rows and columns (rmask / cmask false) get d = +Inf, so k = 0 and w = 0 there without a
+    [rows, cols] mask."""
     # A point with an Inf coordinate has |x|^2 = Inf and may give d = +Inf (k = 0) for some partners;
     # x + 0 x turns that norm into NaN so every pair with a non-finite point is NaN.
-    xn += 0.0 * xn
-    yn += 0.0 * yn
+    zero_x = 0.0 * xn  # 0 for finite points, NaN for NaN/Inf ones, which must propagate
+    xn = tl.where(rmask, xn + zero_x, float("inf"))
+    yn = tl.where(cmask, yn + 0.0 * yn, float("inf"))
     d = xn[:, None] + yn[None, :] - 2.0 * gram
     d = tl.where(d < 0.0, 0.0, d)  # not tl.maximum: that would turn NaN into 0
     if SELF:
-        # 0 * |x_i|^2 is exactly 0 for finite points and NaN for NaN/Inf ones, which must propagate.
         # The diagonal i - j == col0 - row0, compared in int32 (the offset clamped outside the tile).
         offset = tl.minimum(tl.maximum(col0 - row0, -gram.shape[1]), gram.shape[0]).to(tl.int32)
         local = tl.arange(0, gram.shape[0])[:, None] - tl.arange(0, gram.shape[1])[None, :]
-        d = tl.where(local == offset, 0.0 * xn[:, None], d)
+        d = tl.where(local == offset, tl.where(rmask, zero_x, float("inf"))[:, None], d)
     return d
 
 
 @triton.jit
-def dot_weights(w, b, acc, PRECISION: tl.constexpr):
-    """acc + w @ b for float32/float64 weights w and samples b, on tensor cores at b's precision: tl.dot at
-    PRECISION for 32/64-bit b; for 16-bit b, w = hi + lo split into two halves of b's dtype (b is exact)."""
+def round_tf32(v):
+    """v rounded to TF32 (10 mantissa bits), so v - round_tf32(v) is exact and TF32-representable enough."""
+    bits = v.to(tl.int32, bitcast=True)
+    return ((bits + 0x1000) & -8192).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def gram_tile(a_hi, a_lo, b_hi, b_lo, acc, SPLIT: tl.constexpr, PRECISION: tl.constexpr):
+    """acc + a @ b^T by tl.dot; SPLIT: 3xTF32 on the pre-split operands a = a_hi + a_lo, b = b_hi + b_lo
+    (small products first), which come straight from memory into the tensor-core operands."""
+    if SPLIT:
+        acc = tl.dot(a_lo, tl.trans(b_hi), acc, input_precision=PRECISION, out_dtype=acc.dtype)
+        acc = tl.dot(a_hi, tl.trans(b_lo), acc, input_precision=PRECISION, out_dtype=acc.dtype)
+    return tl.dot(a_hi, tl.trans(b_hi), acc, input_precision=PRECISION, out_dtype=acc.dtype)
+
+
+@triton.jit
+def split_weights(w, b, SPLIT: tl.constexpr):
+    """(hi, lo) halves of float32/float64 weights w for products with samples of b's dtype: bf16/fp16 b:
+    two halves in b's dtype; SPLIT: hi rounded to TF32 and the exact rest; otherwise (w, unused)."""
     if b.dtype.primitive_bitwidth == 16:
         hi = w.to(b.dtype)
-        lo = (w - hi.to(w.dtype)).to(b.dtype)
-        acc = tl.dot(hi, b, acc, out_dtype=acc.dtype)
-        return tl.dot(lo, b, acc, out_dtype=acc.dtype)
+        return hi, (w - hi.to(w.dtype)).to(b.dtype)
+    elif SPLIT:
+        hi = round_tf32(w)
+        return hi, w - hi
     else:
-        return tl.dot(w.to(b.dtype), b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
+        return w.to(b.dtype), w.to(b.dtype)
+
+
+@triton.jit
+def dot_weights(w_hi, w_lo, b_hi, b_lo, acc, SPLIT: tl.constexpr, PRECISION: tl.constexpr):
+    """acc + w @ b on tensor cores at b's precision, w = w_hi + w_lo from split_weights (registers) and
+    b = b_hi + b_lo (memory; b_lo unused unless SPLIT): 3xTF32 when SPLIT, two products of 16-bit halves
+    with b exact for 16-bit b, otherwise one tl.dot at PRECISION."""
+    if b_hi.dtype.primitive_bitwidth == 16:
+        acc = tl.dot(w_lo, b_hi, acc, out_dtype=acc.dtype)
+    elif SPLIT:
+        acc = tl.dot(w_lo, b_hi, acc, input_precision=PRECISION, out_dtype=acc.dtype)
+        acc = tl.dot(w_hi, b_lo, acc, input_precision=PRECISION, out_dtype=acc.dtype)
+    return tl.dot(w_hi, b_hi, acc, input_precision=PRECISION, out_dtype=acc.dtype)

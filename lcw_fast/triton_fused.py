@@ -24,12 +24,13 @@ import torch
 import triton
 import triton.language as tl
 
-from .triton_common import Launch, clamp_dists, configs, cw_k, dot_weights, gamma_inv_c, new_buffer, scratch_bytes
+from .triton_common import (Launch, clamp_dists, configs, cw_k, dot_weights, gamma_inv_c, gram_tile, new_buffer,
+                            scratch_bytes, split_weights)
 
 MAX_DIM = 256  # the kernel keeps [BLOCK_M, next_pow2(D)] accumulators in registers
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) per padded dimension BLOCK_D. 64-row tiles for wgmma (M = 64
-# per warpgroup); every list holds a square tile for the self-sums. tests/triton_sm90_compile.py checks
+# per warpgroup); every list holds a tile with BLOCK_N <= BLOCK_M for the self-sums. tests/triton_sm90_compile.py checks
 # that none of them spills registers on sm_90.
 FUSED_SHAPES = {
     16: ((64, 64, 4, 3), (64, 128, 4, 3)),
@@ -53,13 +54,13 @@ def block_d(dim: int) -> int:
 
 
 def default_configs(block_dim: int, fp64: bool, self_sum: bool, candidates=None):
-    """The configs the autotuner may pick for a launch: those of the table for (BLOCK_D, dtype), square for
-    a self-sum."""
+    """The configs the autotuner may pick for a launch: those of the table for (BLOCK_D, dtype); a self-sum
+    needs BLOCK_N <= BLOCK_M (a diagonal block of BLOCK_M columns is whole column tiles)."""
     candidates = FUSED_CONFIGS if candidates is None else candidates
     if len(candidates) == 1:
         return list(candidates)
     table = (FUSED_SHAPES_FP64 if fp64 else FUSED_SHAPES)[block_dim]
-    wanted = {(bm, bn, w, s) for bm, bn, w, s in table if bn == bm or not self_sum}
+    wanted = {(bm, bn, w, s) for bm, bn, w, s in table if bn <= bm or not self_sum}
     return [c for c in candidates
             if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in wanted]
 
@@ -72,21 +73,34 @@ def _prune(candidates, named_args, **kwargs):
 FUSED_CONFIGS = _all_configs()
 
 
-@triton.autotune(configs=FUSED_CONFIGS, key=["D", "SELF", "GRAD_X", "GRAD_Y", "PRECISION", "size_bucket"],
+@triton.jit
+def _load_rows(base, first, count, ks, D, EVEN_D: tl.constexpr, BLOCK: tl.constexpr):
+    """[BLOCK, BLOCK_D] rows first.. of a contiguous (count, D) sample at base; rows past the end repeat the
+    last row (finite, ignored downstream), so only the padding of D needs a mask (int32 tile offsets)."""
+    local = tl.minimum(tl.arange(0, BLOCK), (count - 1 - first).to(tl.int32))
+    ptrs = base + first * D + (local[:, None] * D + ks[None, :])
+    if EVEN_D:
+        return tl.load(ptrs)
+    else:
+        return tl.load(ptrs, mask=(ks < D)[None, :], other=0.0)
+
+
+@triton.autotune(configs=FUSED_CONFIGS, key=["D", "SELF", "GRAD_X", "GRAD_Y", "PRECISION", "SPLIT", "size_bucket"],
                  prune_configs_by={"early_config_prune": _prune})
 @triton.jit
-def _fused_kernel(x_ptr, y_ptr, part_ptr, gx_ptr, gy_ptr, n, m, D, sxn, sxd, syn, syd, band_rows, band_cols,
-                  gamma_hi, gamma_lo, scale, size_bucket,
+def _fused_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, gx_ptr, gy_ptr, n, m, D,
+                  band_rows, band_cols, gamma_hi, gamma_lo, scale, size_bucket,
                   SELF: tl.constexpr, GRAD_X: tl.constexpr, GRAD_Y: tl.constexpr, BLOCK_D: tl.constexpr,
-                  PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
+                  EVEN_D: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, STAGES: tl.constexpr):
     """Program (g, h): value partial part[g * H + h] (float64) and, scaled by `scale`, the gradient
-    contributions sum_j w_ij (x_i - y_j) of its rows into gx slot and sum_i w_ij (y_j - x_i) of its
-    columns into the gy slot (see the module docstring for the slots)."""
+    contributions sum_j w_ij (x_i - y_j) of its rows into its gx slot and sum_i w_ij (y_j - x_i) of its
+    columns into its gy slot (see the module docstring). x = xh + xl: (n, D) contiguous (xl = xh unless
+    SPLIT), xn its squared norms; the same for y."""
     gamma, inv_c = gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE)
     band_m, band_n = tl.program_id(0), tl.program_id(1)
     n_bands_n = tl.num_programs(1)
-    ks = tl.arange(0, BLOCK_D).to(tl.int64)
+    ks = tl.arange(0, BLOCK_D)
     kmask = ks < D
     row_lo = band_m.to(tl.int64) * band_rows
     row_hi = tl.minimum(row_lo + band_rows, n)
@@ -105,10 +119,10 @@ def _fused_kernel(x_ptr, y_ptr, part_ptr, gx_ptr, gy_ptr, n, m, D, sxn, sxd, syn
     for row0 in range(row_lo, row_hi, BLOCK_M):
         rows = row0 + tl.arange(0, BLOCK_M)
         rmask = rows < n
-        x = tl.load(x_ptr + rows[:, None] * sxn + ks[None, :] * sxd, mask=rmask[:, None] & kmask[None, :],
-                    other=0.0)
-        xf = x.to(COMPUTE)
-        xn = tl.sum(xf * xf, 1)
+        # The row tile (both halves) and its norms: loaded once for all the band's column tiles.
+        xh = _load_rows(xh_ptr, row0, n, ks, D, EVEN_D, BLOCK_M)
+        xl = _load_rows(xl_ptr, row0, n, ks, D, EVEN_D, BLOCK_M) if SPLIT else xh
+        xn = tl.load(xn_ptr + rows, mask=rmask, other=0.0)
         k_sum = tl.zeros((BLOCK_M,), dtype=COMPUTE)
         w_sum = tl.zeros((BLOCK_M,), dtype=COMPUTE)
         wy = tl.zeros((BLOCK_M, BLOCK_D), dtype=COMPUTE)
@@ -116,35 +130,40 @@ def _fused_kernel(x_ptr, y_ptr, part_ptr, gx_ptr, gy_ptr, n, m, D, sxn, sxd, syn
         for col0 in tl.range(first_col, col_hi, BLOCK_N, num_stages=STAGES):
             cols = col0 + tl.arange(0, BLOCK_N)
             cmask = cols < m
-            y = tl.load(y_ptr + cols[:, None] * syn + ks[None, :] * syd, mask=cmask[:, None] & kmask[None, :],
-                        other=0.0)
-            yf = y.to(COMPUTE)
-            gram = tl.dot(x, tl.trans(y), input_precision=PRECISION, out_dtype=COMPUTE)
-            d = clamp_dists(xn, tl.sum(yf * yf, 1), gram, row0, col0, SELF)
-            k = tl.where(rmask[:, None] & cmask[None, :], cw_k(d, gamma, inv_c), 0.0)
+            yh = _load_rows(yh_ptr, col0, m, ks, D, EVEN_D, BLOCK_N)
+            yl = _load_rows(yl_ptr, col0, m, ks, D, EVEN_D, BLOCK_N) if SPLIT else yh
+            yn = tl.load(yn_ptr + cols, mask=cmask, other=0.0)
+            gram = gram_tile(xh, xl, yh, yl, tl.zeros((BLOCK_M, BLOCK_N), dtype=COMPUTE), SPLIT, PRECISION)
+            k = cw_k(clamp_dists(xn, yn, gram, row0, col0, rmask, cmask, SELF), gamma, inv_c)  # 0 on padding
             if SELF:
-                k_sum += tl.where(col0 == row0, 1.0, 2.0) * tl.sum(k, 1)  # off-diagonal tiles count twice
+                k_sum += tl.where(col0 < row0 + BLOCK_M, 1.0, 2.0) * tl.sum(k, 1)  # off the diagonal: twice
             else:
                 k_sum += tl.sum(k, 1)
             if GRAD_X or GRAD_Y:
                 w = (-0.5 * inv_c) * k * k * k
+                w_hi, w_lo = split_weights(w, yh, SPLIT)
                 if GRAD_X:
                     w_sum += tl.sum(w, 1)
-                    wy = dot_weights(w, y, wy, PRECISION)
+                    wy = dot_weights(w_hi, w_lo, yh, yl, wy, SPLIT, PRECISION)
                 if GRAD_Y:
-                    wtx = dot_weights(tl.trans(w), x, tl.zeros((BLOCK_N, BLOCK_D), dtype=COMPUTE), PRECISION)
-                    part = scale * (tl.sum(w, 0)[:, None] * yf - wtx)
-                    if SELF:
-                        part = tl.where(col0 == row0, 0.0, part)  # the diagonal tile: its rows hold all of it
-                    ptrs = gy_base + cols[:, None] * D + ks[None, :]
+                    y = yh.to(COMPUTE) + yl.to(COMPUTE) if SPLIT else yh.to(COMPUTE)
+                    # -(sum_i w_ij y_j - sum_i w_ij x_i), the product accumulating onto the first term
+                    neg = dot_weights(tl.trans(w_hi), tl.trans(w_lo), xh, xl, -(tl.sum(w, 0)[:, None] * y), SPLIT,
+                                      PRECISION)
+                    ptrs = gy_base + col0 * D + (tl.arange(0, BLOCK_N)[:, None] * D + ks[None, :])
                     out_mask = cmask[:, None] & kmask[None, :]
                     # The first row tile of the band stores, the later ones add (this program owns the slot).
-                    part += tl.load(ptrs, mask=out_mask & (row0 != row_lo), other=0.0)
-                    tl.store(ptrs, part, mask=out_mask)
+                    part = tl.load(ptrs, mask=out_mask & (row0 != row_lo), other=0.0)
+                    if SELF:
+                        neg = tl.where(col0 < row0 + BLOCK_M, 0.0, neg)  # the diagonal block: its rows hold it
+                    tl.store(ptrs, part - scale * neg, mask=out_mask)
         total += tl.sum(k_sum, 0).to(tl.float64)
         if GRAD_X:
-            out = scale * (w_sum[:, None] * xf - wy)
-            tl.store(gx_base + rows[:, None] * D + ks[None, :], out, mask=rmask[:, None] & kmask[None, :])
+            x = _load_rows(xh_ptr, row0, n, ks, D, EVEN_D, BLOCK_M).to(COMPUTE)
+            if SPLIT:
+                x += _load_rows(xl_ptr, row0, n, ks, D, EVEN_D, BLOCK_M)
+            ptrs = gx_base + row0 * D + (tl.arange(0, BLOCK_M)[:, None] * D + ks[None, :])
+            tl.store(ptrs, scale * (w_sum[:, None] * x - wy), mask=rmask[:, None] & kmask[None, :])
         if GRAD_Y:
             tl.debug_barrier()  # the next row tile reads the column slot this one wrote (other threads)
     tl.store(part_ptr + band_m * n_bands_n + band_n, total)
@@ -189,19 +208,20 @@ def bands(n, m, dim, self_sum, grad, target, budget, itemsize=4):
 def fused(launch: Launch, grad: str):
     """(value,) for grad "none", (value, grad_x) for "x", (value, grad_x, grad_y) for "both" (a self-sum:
     (value, grad)); the gradients in the accumulation dtype, before the non-finite fold."""
-    x, y, n, m, dim = launch.x, launch.y, launch.n, launch.m, launch.dim
+    n, m, dim = launch.n, launch.m, launch.dim
+    x_parts = launch.operands(launch.x)
+    y_parts = x_parts if launch.self_sum else launch.operands(launch.y)
     self_sum = launch.self_sum
     band_rows, band_cols, g_count, h_count = bands(n, m, dim, self_sum, grad, launch.target_programs(),
                                                    scratch_bytes(), launch.acc_dtype.itemsize)
-    device, acc = x.device, launch.acc_dtype
+    device, acc = launch.x.device, launch.acc_dtype
     parts = new_buffer((g_count * h_count,), torch.float64, device)
     slab_x = new_buffer((h_count + self_sum, n, dim) if grad != "none" else (1,), acc, device)
     slab_y = slab_x if self_sum else new_buffer((g_count, m, dim) if grad == "both" else (1,), acc, device)
     with launch.device_guard():
         _fused_kernel[(g_count, h_count)](
-            x, y, parts, slab_x, slab_y, n, m, dim, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
-            band_rows, band_cols, *launch.gamma_split, 4.0 if self_sum else 2.0, launch.bucket,
-            SELF=self_sum, GRAD_X=grad != "none", GRAD_Y=grad == "both", BLOCK_D=block_d(dim),
-            PRECISION=launch.dot_precision, COMPUTE=launch.compute)
+            *x_parts, *y_parts, parts, slab_x, slab_y, n, m, dim, band_rows, band_cols, *launch.gamma_split,
+            4.0 if self_sum else 2.0, launch.bucket, SELF=self_sum, GRAD_X=grad != "none", GRAD_Y=grad == "both",
+            BLOCK_D=block_d(dim), EVEN_D=block_d(dim) == dim, SPLIT=launch.split, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
     slabs = {"none": (), "x": (slab_x,), "both": (slab_x,) if self_sum else (slab_x, slab_y)}[grad]
     return (parts.sum(),) + tuple(s.sum(0) for s in slabs)
