@@ -170,8 +170,9 @@ def _fused_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, gx_p
 
 
 def _quantum() -> int:
-    """Band sizes are multiples of every tile side in use, so bands never split a tile."""
-    return max(max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in FUSED_CONFIGS)
+    """Band sizes are multiples of every tile side of the tables, so bands never split a tile."""
+    return max(max(bm, bn) for table in (FUSED_SHAPES, FUSED_SHAPES_FP64) for v in table.values()
+               for bm, bn, _, _ in v)
 
 
 def bands(n, m, dim, self_sum, grad, target, budget, itemsize=4):
