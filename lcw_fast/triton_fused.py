@@ -29,45 +29,59 @@ from .triton_common import (Launch, clamp_dists, configs, cw_k, dot_weights, gam
 
 MAX_DIM = 256  # the kernel keeps [BLOCK_M, next_pow2(D)] accumulators in registers
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages) per padded dimension BLOCK_D. 64-row tiles for wgmma (M = 64
-# per warpgroup); every list holds a tile with BLOCK_N <= BLOCK_M for the self-sums. tests/triton_sm90_compile.py checks
-# that none of them spills registers on sm_90.
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) by (inputs, gradients) and padded dimension BLOCK_D: the configs
+# that compile for sm_90 without register spills (tests/triton_sm90_compile.py --realistic), the first of
+# each list with BLOCK_N <= BLOCK_M for the self-sums. 64-row tiles for wgmma (M = 64 per warpgroup);
+# float64 has no wgmma (DMMA mma.sync), smaller tiles. A (inputs, gradients, BLOCK_D) missing here goes
+# to the blocked kernels of triton_blocked (Gram, weights block, W.Y), which have no register-resident
+# [BLOCK_M, D] accumulator: 3xTF32 gradients for D > 32 and both-sided gradients in float32 spill here.
 FUSED_SHAPES = {
-    16: ((64, 64, 4, 3), (64, 128, 4, 3)),
-    32: ((64, 64, 4, 3), (64, 128, 4, 3)),
-    64: ((64, 64, 4, 3), (64, 128, 8, 3)),
-    128: ((64, 64, 4, 2), (64, 64, 8, 3), (64, 32, 4, 3)),
-    256: ((64, 64, 8, 2), (64, 32, 8, 2)),
+    ("fp32", "none"): {16: ((64, 64, 4, 3), (64, 128, 4, 2)), 32: ((64, 64, 4, 3), (64, 128, 4, 2)),
+                       64: ((64, 64, 4, 2), (64, 128, 4, 2)), 128: ((64, 64, 8, 2), (64, 32, 4, 2))},
+    ("fp32", "x"): {16: ((64, 64, 4, 2), (64, 32, 4, 3)), 32: ((64, 32, 4, 2), (64, 32, 4, 3))},
+    ("bf16", "none"): {16: ((64, 64, 4, 3), (64, 128, 4, 2)), 32: ((64, 64, 4, 3), (64, 128, 8, 2))},
+    ("bf16", "x"): {16: ((64, 64, 4, 2), (64, 128, 4, 2)), 32: ((64, 64, 4, 2), (64, 64, 8, 2))},
+    ("bf16", "both"): {16: ((64, 64, 4, 2),), 32: ((64, 64, 4, 2),)},
+    ("fp64", "none"): {16: ((32, 32, 4, 2), (32, 32, 8, 2)), 32: ((32, 32, 4, 2), (32, 32, 8, 2))},
+    ("fp64", "x"): {16: ((32, 32, 4, 2), (32, 32, 8, 2)), 32: ((32, 32, 4, 2), (32, 32, 8, 2))},
+    ("fp64", "both"): {16: ((32, 32, 4, 2),)},
 }
-# float64 has no wgmma (mma.sync DMMA); smaller tiles keep its accumulators in registers.
-FUSED_SHAPES_FP64 = {16: ((32, 32, 4, 2),), 32: ((32, 32, 4, 2),), 64: ((32, 32, 4, 2),),
-                     128: ((32, 32, 4, 2),), 256: ((32, 32, 8, 2),)}
 
 
 def _all_configs():
-    shapes = sorted({s for table in (FUSED_SHAPES, FUSED_SHAPES_FP64) for v in table.values() for s in v})
-    return configs(shapes)
+    return configs(sorted({s for table in FUSED_SHAPES.values() for v in table.values() for s in v}))
 
 
 def block_d(dim: int) -> int:
     return max(16, triton.next_power_of_2(dim))
 
 
-def default_configs(block_dim: int, fp64: bool, self_sum: bool, candidates=None):
-    """The configs the autotuner may pick for a launch: those of the table for (BLOCK_D, dtype); a self-sum
-    needs BLOCK_N <= BLOCK_M (a diagonal block of BLOCK_M columns is whole column tiles)."""
+def kind(dtype) -> str:
+    """The FUSED_SHAPES key of an input dtype (torch dtype or a name like "fp32")."""
+    name = {torch.float64: "fp64", torch.float32: "fp32"}.get(dtype, dtype)
+    return name if name in ("fp64", "fp32") else "bf16"
+
+
+def takes(dtype, grad: str, dim: int) -> bool:
+    """Whether the fused kernel computes a launch (else the blocked kernels do)."""
+    return dim <= MAX_DIM and block_d(dim) in FUSED_SHAPES.get((kind(dtype), grad), {})
+
+
+def default_configs(dtype, grad: str, block_dim: int, self_sum: bool, candidates=None):
+    """The configs the autotuner may pick for a launch; a self-sum needs BLOCK_N <= BLOCK_M (its diagonal
+    block of BLOCK_M columns is whole column tiles)."""
     candidates = FUSED_CONFIGS if candidates is None else candidates
     if len(candidates) == 1:
         return list(candidates)
-    table = (FUSED_SHAPES_FP64 if fp64 else FUSED_SHAPES)[block_dim]
+    table = FUSED_SHAPES[(kind(dtype), grad)][block_dim]
     wanted = {(bm, bn, w, s) for bm, bn, w, s in table if bn <= bm or not self_sum}
     return [c for c in candidates
             if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in wanted]
 
 
 def _prune(candidates, named_args, **kwargs):
-    fp64 = named_args["x_ptr"].dtype == torch.float64
-    return default_configs(kwargs["BLOCK_D"], fp64, kwargs["SELF"], candidates)
+    grad = "both" if kwargs["GRAD_Y"] else "x" if kwargs["GRAD_X"] else "none"
+    return default_configs(named_args["xh_ptr"].dtype, grad, kwargs["BLOCK_D"], kwargs["SELF"], candidates)
 
 
 FUSED_CONFIGS = _all_configs()
@@ -171,8 +185,7 @@ def _fused_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, gx_p
 
 def _quantum() -> int:
     """Band sizes are multiples of every tile side of the tables, so bands never split a tile."""
-    return max(max(bm, bn) for table in (FUSED_SHAPES, FUSED_SHAPES_FP64) for v in table.values()
-               for bm, bn, _, _ in v)
+    return max(max(bm, bn) for table in FUSED_SHAPES.values() for v in table.values() for bm, bn, _, _ in v)
 
 
 def bands(n, m, dim, self_sum, grad, target, budget, itemsize=4):

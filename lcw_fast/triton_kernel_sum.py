@@ -9,8 +9,9 @@ autograd come from lcw_fast.ops):
   kernel_sum_self_value_grad(x)                     (value, grad)              each unordered pair once
   kernel_sum_grad(x, y), kernel_sum_self_grad(x)    the gradient of the above
 
-Kernels: D <= 256 lcw_fast/triton_fused.py (one fused pass, value and gradients together), D > 256
-lcw_fast/triton_blocked.py (Gram blocks, then W.Y on tensor cores); shared pieces and the environment
+Kernels: lcw_fast/triton_fused.py (one fused pass, value and gradients together) for the small D its
+table FUSED_SHAPES lists per dtype and gradient, lcw_fast/triton_blocked.py (Gram blocks, then W.Y on
+tensor cores) for the rest; shared pieces and the environment
 variables (LCW_FAST_POISON, LCW_FAST_SCRATCH_BYTES) in lcw_fast/triton_common.py. Gradients are d value
 / d x with d/dx_i sum_j k(|x_i - y_j|^2) = 2 sum_j w_ij (x_i - y_j); a self-sum counts each pair twice
 (x_i sits on both sides), hence its factor 4. Non-finite contract: a NaN or Inf anywhere in the inputs
@@ -23,19 +24,22 @@ import torch
 from . import ops
 from .triton_blocked import blocked_sum, blocked_value_grad
 from .triton_common import Launch, finish
-from .triton_fused import MAX_DIM, fused
+from .triton_fused import fused, takes
 
 
 def _value(x, y, gamma, precision, self_sum):
     launch = Launch(x, y, gamma, precision, self_sum)
     with launch.device_guard():
-        return (fused(launch, "none") if launch.dim <= MAX_DIM else blocked_sum(launch))[0]
+        return (fused(launch, "none") if takes(launch.x.dtype, "none", launch.dim) else blocked_sum(launch))[0]
 
 
 def _value_grad(x, y, gamma, precision, self_sum, grad):
     launch = Launch(x, y, gamma, precision, self_sum)
     with launch.device_guard():
-        value, *grads = fused(launch, grad) if launch.dim <= MAX_DIM else blocked_value_grad(launch, grad)
+        if takes(launch.x.dtype, grad, launch.dim):
+            value, *grads = fused(launch, grad)
+        else:
+            value, *grads = blocked_value_grad(launch, grad)
     return (value,) + finish(value, grads, launch.out_dtypes)
 
 

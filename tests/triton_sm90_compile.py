@@ -1,6 +1,6 @@
 """Compile report: every hot Triton kernel of lcw_fast compiled for sm_90 (H100/H200) without a GPU.
 
-    python tests/triton_sm90_compile.py [--realistic] [--json FILE] [--quick] [--all-dims]
+    python tests/triton_sm90_compile.py [--realistic] [--json FILE] [--quick]
 
 Each variant goes through the full pipeline (TTIR -> TTGIR -> LLIR -> PTX -> cubin by ptxas) for each
 autotune config, dtype and precision it is launched with. --realistic gives it the specialisation a real
@@ -12,8 +12,10 @@ shared_bytes, wgmma, mma_sync}: `default` marks a config the autotuner may pick 
 `wgmma` that every product of the kernel runs on wgmma (no mma.sync left). Exits non-zero when a
 default config spills, does not fit in shared memory, or a float64 variant holds an approximate float64
 instruction (e.g. rsqrt.approx.f64: float64 must stay exact).
---quick compiles a few variants (tests/test_triton.py runs it); --all-dims adds D = 8 .. 256 to the
-large-D kernels' report. Run in a subprocess: the kernels must not be in interpreter mode.
+The fused kernel is compiled for the (dtype, gradients, D) its table takes, the blocked kernels for
+D = 12288 and the small D the fused kernel leaves them.
+--quick compiles a few variants (tests/test_triton.py runs it). Run in a subprocess: the kernels must
+not be in interpreter mode.
 """
 import contextlib
 import io
@@ -76,13 +78,16 @@ def specialise(kernel, args, constexprs):
     return signature, consts, attrs
 
 
-def fused_variants():
-    """(kernel, label, D, args, constexprs, configs the autotuner may pick) for the small-D kernel."""
+def fused_variants(everything=False):
+    """(kernel, label, D, dtype, precision, args, constexprs, configs the autotuner may pick) for the small-D
+    kernel, for the (dtype, gradients, D) it takes (all of them with `everything`)."""
     modes = (("value", False, "none"), ("grad_x", False, "x"), ("grad_pair", False, "both"), ("self", True, "both"))
     for dim in SMALL_DIMS:
         for dtype, compute, precision, dot_precision, split in DTYPES:
             acc = "fp64" if dtype == "fp64" else "fp32"
             for label, self_sum, grad in modes:
+                if not (everything or tf.takes(dtype, grad, dim)):
+                    continue
                 n = m = LATENT_N
                 band_rows, band_cols, _, _ = tf.bands(n, m, dim, self_sum, grad, 4 * SMS, 256 * 2**20)
                 args = dict(xh_ptr=f"*{dtype}", xl_ptr=f"*{dtype}", xn_ptr=f"*{acc}", yh_ptr=f"*{dtype}",
@@ -93,35 +98,42 @@ def fused_variants():
                 block_dim = tf.block_d(dim)
                 constexprs = dict(SELF=self_sum, GRAD_X=grad != "none", GRAD_Y=grad == "both", BLOCK_D=block_dim,
                                   EVEN_D=block_dim == dim, SPLIT=split, PRECISION=dot_precision, COMPUTE=compute)
-                picks = tf.default_configs(block_dim, dtype == "fp64", self_sum)
+                picks = tf.default_configs(dtype, grad, block_dim, self_sum) if tf.takes(dtype, grad, dim) else []
                 yield tf._fused_kernel, f"fused {label}", dim, dtype, precision, args, constexprs, picks
 
 
 def blocked_variants(dims):
+    """The same for the large-D kernels (n = m = DATA_N), and for the small D the fused kernel leaves them."""
     for dim in dims:
         n = m = DATA_N
         for dtype, compute, precision, dot_precision, split in DTYPES:
             acc = "fp64" if dtype == "fp64" else "fp32"
             rows, cols = tb.block_sides(n, m, False, 256 * 2**20, 8 if dtype == "fp64" else 4)
-            common = dict(x_ptr=f"*{dtype}", y_ptr=f"*{dtype}", n=n, m=m, D=dim, sxn=dim, sxd=1, syn=dim, syd=1,
-                          gamma_hi=GAMMA[0], gamma_lo=GAMMA[1], size_bucket=size_bucket(n, m))
+            samples = dict(xh_ptr=f"*{dtype}", xl_ptr=f"*{dtype}", xn_ptr=f"*{acc}", yh_ptr=f"*{dtype}",
+                           yl_ptr=f"*{dtype}", yn_ptr=f"*{acc}", n=n, m=m, D=dim, gamma_hi=GAMMA[0],
+                           gamma_lo=GAMMA[1], size_bucket=size_bucket(n, m))
+            common = dict(SPLIT=split, PRECISION=dot_precision, COMPUTE=compute)
             for self_sum in (False, True):
-                constexprs = dict(SELF=self_sum, PRECISION=precision, COMPUTE=compute)
-                yield (tb._sum_kernel, f"sum SELF={self_sum}", dim, dtype, precision,
-                       dict(common, part_ptr="*fp64"), constexprs, tb.SUM_CONFIGS)
-                yield (tb._weights_kernel, f"weights SELF={self_sum}", dim, dtype, precision,
-                       dict(common, w_ptr=f"*{acc}", part_ptr="*fp64", row0=0, col0=0, swn=cols,
-                            value_weight=1.0), constexprs, tb.WEIGHT_CONFIGS)
-            for side, (swr, swc) in (("rows", (cols, 1)), ("columns", (1, cols))):
-                yield (tb._wy_kernel, f"wy {side}", dim, dtype, precision,
-                       dict(w_ptr=f"*{acc}", swr=swr, swc=swc, a_ptr=f"*{dtype}", san=dim, sad=1, b_ptr=f"*{dtype}",
-                            sbn=dim, sbd=1, out_ptr=f"*{acc}", rows=rows, inner=cols, D=dim, scale=2.0,
-                            size_bucket=size_bucket(n, m)), dict(PRECISION=precision, COMPUTE=compute), tb.WY_CONFIGS)
+                constexprs = dict(common, SELF=self_sum)
+                if dim > tf.MAX_DIM or not tf.takes(dtype, "none", dim):
+                    yield (tb._sum_kernel, f"sum SELF={self_sum}", dim, dtype, precision,
+                           dict(samples, part_ptr="*fp64"), constexprs, tb.SUM_CONFIGS)
+                if dim > tf.MAX_DIM or not tf.takes(dtype, "both" if self_sum else "x", dim):
+                    yield (tb._weights_kernel, f"weights SELF={self_sum}", dim, dtype, precision,
+                           dict(samples, w_ptr=f"*{acc}", part_ptr="*fp64", row0=0, col0=0, swn=cols,
+                                value_weight=1.0), constexprs, tb.WEIGHT_CONFIGS)
+            if dim > tf.MAX_DIM or not all(tf.takes(dtype, grad, dim) for grad in ("x", "both")):
+                for side, (swr, swc) in (("rows", (cols, 1)), ("columns", (1, cols))):
+                    yield (tb._wy_kernel, f"wy {side}", dim, dtype, precision,
+                           dict(w_ptr=f"*{acc}", swr=swr, swc=swc, ah_ptr=f"*{dtype}", al_ptr=f"*{dtype}",
+                                b_ptr=f"*{dtype}", sbn=dim, sbd=1, out_ptr=f"*{acc}", rows=rows, inner=cols, D=dim,
+                                scale=2.0, size_bucket=size_bucket(n, m)), common, tb.WY_CONFIGS)
 
 
 def quick(variants):
-    wanted = {("fused self", 64, "fp32", "3xtf32"), ("fused grad_pair", 256, "bf16", "bf16"),
-              ("wy columns", DATA_D, "bf16", "bf16"), ("sum SELF=False", DATA_D, "fp64", "fp64")}
+    wanted = {("fused self", 16, "bf16", "bf16"), ("fused grad_x", 32, "fp32", "3xtf32"),
+              ("weights SELF=True", 64, "fp32", "3xtf32"), ("wy columns", 64, "fp32", "3xtf32"),
+              ("sum SELF=False", DATA_D, "fp64", "fp64")}
     return [v for v in variants if (v[1], v[2], v[3], v[4]) in wanted]
 
 
@@ -159,14 +171,14 @@ def config_label(config):
 
 def main():
     json_path = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
-    large_dims = (DATA_D,) + (tuple(d for d in SMALL_DIMS if d > 16) if "--all-dims" in sys.argv else ())
+    large_dims = (DATA_D,) + SMALL_DIMS
     variants = list(fused_variants()) + list(blocked_variants(large_dims))
     if QUICK:
         variants = quick(variants)
     failures, rows = 0, []
     for kernel, label, dim, dtype, precision, args, constexprs, picks in variants:
         is_default = precision != "tf32"  # "tf32": fp32 in "fast" mode
-        for config in (picks if QUICK else kernel.configs):
+        for config in picks[:1] if QUICK else picks:
             default = is_default and config in picks
             name = f"{label} D={dim} {dtype} {precision} {config_label(config)}{' (default)' if default else ''}"
             try:
