@@ -186,25 +186,25 @@ def blocked_value_grad(launch: Launch, grad: str):
     gy = torch.zeros((m, dim), dtype=acc, device=x.device) if both else None
     scratch = new_buffer((rows_per, cols_per), acc, x.device)
     min_tile = min(c.kwargs["BLOCK_M"] for c in WEIGHT_CONFIGS), min(c.kwargs["BLOCK_N"] for c in WEIGHT_CONFIGS)
-    blocks = [(r0, c0) for r0 in range(0, n, rows_per) for c0 in range(r0 if self_sum else 0, m, cols_per)]
-    per_block = triton.cdiv(rows_per, min_tile[0]) * triton.cdiv(cols_per, min_tile[1])
-    parts = new_buffer((len(blocks), per_block), torch.float64, x.device)
+    parts = new_buffer((triton.cdiv(rows_per, min_tile[0]) * triton.cdiv(cols_per, min_tile[1]),), torch.float64,
+                       x.device)
+    value = torch.zeros((), dtype=torch.float64, device=x.device)
     with launch.device_guard():
-        for index, (r0, c0) in enumerate(blocks):
-            r1, c1 = min(n, r0 + rows_per), min(m, c0 + cols_per)
-            w = scratch[: r1 - r0, : c1 - c0]
-            _weights_kernel[lambda meta: (triton.cdiv(r1 - r0, meta["BLOCK_M"]), triton.cdiv(c1 - c0, meta["BLOCK_N"]))](
-                *x_parts, *y_parts, w, parts[index], r0, c0, r1, c1, dim, w.stride(0), *launch.gamma_split,
-                2.0 if self_sum and r0 != c0 else 1.0, launch.bucket, SELF=self_sum, SPLIT=launch.split,
-                PRECISION=launch.dot_precision, COMPUTE=launch.compute)
-            xa, yb = [p[r0:r1] for p in x_parts[:2]], [p[c0:c1] for p in y_parts[:2]]
-            _add_wy(launch, w, yb, x[r0:r1], gx[r0:r1], scale, transposed=False)
-            if both:
-                _add_wy(launch, w, xa, y[c0:c1], gy[c0:c1], scale, transposed=True)
-            elif self_sum and r0 != c0:
-                _add_wy(launch, w, xa, x[c0:c1], gx[c0:c1], scale, transposed=True)
-    config = _weights_kernel.best_config.kwargs
-    value = sum(parts[index, : triton.cdiv(min(n, r0 + rows_per) - r0, config["BLOCK_M"])
-                      * triton.cdiv(min(m, c0 + cols_per) - c0, config["BLOCK_N"])].sum()
-                for index, (r0, c0) in enumerate(blocks))
+        for r0 in range(0, n, rows_per):
+            for c0 in range(r0 if self_sum else 0, m, cols_per):
+                r1, c1 = min(n, r0 + rows_per), min(m, c0 + cols_per)
+                w = scratch[: r1 - r0, : c1 - c0]
+                _weights_kernel[lambda meta: (triton.cdiv(r1 - r0, meta["BLOCK_M"]),
+                                              triton.cdiv(c1 - c0, meta["BLOCK_N"]))](
+                    *x_parts, *y_parts, w, parts, r0, c0, r1, c1, dim, w.stride(0), *launch.gamma_split,
+                    2.0 if self_sum and r0 != c0 else 1.0, launch.bucket, SELF=self_sum, SPLIT=launch.split,
+                    PRECISION=launch.dot_precision, COMPUTE=launch.compute)
+                tile = _weights_kernel.best_config.kwargs
+                value += parts[: triton.cdiv(r1 - r0, tile["BLOCK_M"]) * triton.cdiv(c1 - c0, tile["BLOCK_N"])].sum()
+                xa, yb = [p[r0:r1] for p in x_parts[:2]], [p[c0:c1] for p in y_parts[:2]]
+                _add_wy(launch, w, yb, x[r0:r1], gx[r0:r1], scale, transposed=False)
+                if both:
+                    _add_wy(launch, w, xa, y[c0:c1], gy[c0:c1], scale, transposed=True)
+                elif self_sum and r0 != c0:
+                    _add_wy(launch, w, xa, x[c0:c1], gx[c0:c1], scale, transposed=True)
     return (value, gx) if gy is None else (value, gx, gy)
