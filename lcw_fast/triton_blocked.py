@@ -19,12 +19,38 @@ import triton.language as tl
 from .triton_common import (Launch, clamp_dists, configs, cw_k, dot_weights, gamma_inv_c, gram_tile, new_buffer,
                             scratch_bytes, split_weights)
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages, {BLOCK_K}); square tiles: a self-sum pairs tile i with j >= i.
-SUM_SHAPES = ((128, 128, 8, 3, {"BLOCK_K": 32}), (64, 64, 4, 3, {"BLOCK_K": 64}), (128, 128, 8, 2, {"BLOCK_K": 64}))
-WEIGHT_SHAPES = ((128, 128, 8, 3, {"BLOCK_K": 32}), (64, 64, 4, 3, {"BLOCK_K": 64}), (128, 64, 8, 3, {"BLOCK_K": 32}))
+# (BLOCK_M, BLOCK_N, num_warps, num_stages, {BLOCK_K}) for 32/16-bit and for 64-bit inputs: the configs that
+# compile for sm_90 without register spills (tests/triton_sm90_compile.py --realistic).
+K32, K16 = {"BLOCK_K": 32}, {"BLOCK_K": 16}
+SUM_SHAPES = {"fp32": ((128, 128, 8, 3, K32), (64, 64, 4, 3, {"BLOCK_K": 64})), "fp64": ((64, 64, 4, 2, K16),)}
+WEIGHT_SHAPES = {"fp32": ((128, 128, 8, 3, K32), (128, 64, 8, 3, K32)), "fp64": ((64, 64, 4, 2, K16),)}
 # _wy_kernel: BLOCK_M rows of W times a [BLOCK_K, BLOCK_N] slice of Y (BLOCK_N columns of D).
-WY_SHAPES = ((128, 128, 8, 3, {"BLOCK_K": 32}), (64, 128, 4, 3, {"BLOCK_K": 32}), (128, 64, 4, 4, {"BLOCK_K": 32}))
-SUM_CONFIGS, WEIGHT_CONFIGS, WY_CONFIGS = configs(SUM_SHAPES), configs(WEIGHT_SHAPES), configs(WY_SHAPES)
+WY_SHAPES = {"fp32": ((128, 64, 4, 4, K32), (64, 128, 4, 3, K32)), "fp64": ((64, 64, 4, 2, K16),)}
+
+
+def _tuned(table):
+    """(configs, prune): the configs of both lists, pruned to the inputs' list at launch."""
+    all_configs = configs(table["fp32"] + table["fp64"])
+
+    def prune(candidates, named_args, **kwargs):
+        wanted = table["fp64" if kwargs["COMPUTE"] == tl.float64 else "fp32"]
+        keys = {(bm, bn, w, s, extra["BLOCK_K"]) for bm, bn, w, s, extra in wanted}
+        return [c for c in candidates if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages,
+                                          c.kwargs["BLOCK_K"]) in keys] or candidates
+
+    return all_configs, {"early_config_prune": prune}
+
+
+(SUM_CONFIGS, _SUM_PRUNE), (WEIGHT_CONFIGS, _WEIGHT_PRUNE), (WY_CONFIGS, _WY_PRUNE) = (
+    _tuned(SUM_SHAPES), _tuned(WEIGHT_SHAPES), _tuned(WY_SHAPES))
+
+
+def default_configs(kernel, fp64: bool):
+    """The configs the autotuner may pick for a kernel of this module and the inputs' dtype."""
+    prune = {_sum_kernel: _SUM_PRUNE, _weights_kernel: _WEIGHT_PRUNE, _wy_kernel: _WY_PRUNE}[kernel]
+    return prune["early_config_prune"](kernel.configs, {}, COMPUTE=tl.float64 if fp64 else tl.float32)
+
+
 MIN_SELF_BLOCK = 1024  # a self-sum's block side is at least this, and about n / 8 above 8192
 
 
@@ -56,7 +82,7 @@ def _sq_dists(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, row0, col0, n, m, 
     return clamp_dists(xn, yn, gram, row0, col0, rmask, cmask, SELF)
 
 
-@triton.autotune(configs=SUM_CONFIGS, key=["D", "SELF", "PRECISION", "SPLIT", "size_bucket"])
+@triton.autotune(configs=SUM_CONFIGS, key=["D", "SELF", "PRECISION", "SPLIT", "size_bucket"], prune_configs_by=_SUM_PRUNE)
 @triton.jit
 def _sum_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, n, m, D, gamma_hi, gamma_lo, size_bucket,
                 SELF: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
@@ -80,7 +106,8 @@ def _sum_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, n, m, 
     tl.store(part_ptr + tile_m.to(tl.int64) * n_split + split, total)
 
 
-@triton.autotune(configs=WEIGHT_CONFIGS, key=["D", "SELF", "PRECISION", "SPLIT", "size_bucket"])
+@triton.autotune(configs=WEIGHT_CONFIGS, key=["D", "SELF", "PRECISION", "SPLIT", "size_bucket"],
+                 prune_configs_by=_WEIGHT_PRUNE)
 @triton.jit
 def _weights_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, w_ptr, part_ptr, row0, col0, n, m, D, swn,
                     gamma_hi, gamma_lo, value_weight, size_bucket,
@@ -101,7 +128,8 @@ def _weights_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, w_ptr, part_
              value_weight * tl.sum(tl.sum(k, 1), 0).to(tl.float64))
 
 
-@triton.autotune(configs=WY_CONFIGS, key=["D", "PRECISION", "SPLIT", "size_bucket"], restore_value=["out_ptr"])
+@triton.autotune(configs=WY_CONFIGS, key=["D", "PRECISION", "SPLIT", "size_bucket"], restore_value=["out_ptr"],
+                 prune_configs_by=_WY_PRUNE)
 @triton.jit
 def _wy_kernel(w_ptr, swr, swc, ah_ptr, al_ptr, b_ptr, sbn, sbd, out_ptr, rows, inner, D, scale, size_bucket,
                SPLIT: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,

@@ -335,7 +335,7 @@ def test_every_gpu_tile_shape_matches_the_reference(tk, monkeypatch):
     wide_x, wide_y = torch.randn(140, 260, device=DEVICE), torch.randn(75, 260, device=DEVICE)
     for kernel, table in ((tb._sum_kernel, tb.SUM_SHAPES), (tb._weights_kernel, tb.WEIGHT_SHAPES),
                           (tb._wy_kernel, tb.WY_SHAPES)):
-        for shape in table:
+        for shape in table["fp32"] + table["fp64"]:
             _use_configs(monkeypatch, kernel, tc.configs([shape], interpreted=False))
             check_all_ops(wide_x, wide_y)
 

@@ -117,17 +117,19 @@ def blocked_variants(dims):
                 constexprs = dict(common, SELF=self_sum)
                 if dim > tf.MAX_DIM or not tf.takes(dtype, "none", dim):
                     yield (tb._sum_kernel, f"sum SELF={self_sum}", dim, dtype, precision,
-                           dict(samples, part_ptr="*fp64"), constexprs, tb.SUM_CONFIGS)
+                           dict(samples, part_ptr="*fp64"), constexprs, tb.default_configs(tb._sum_kernel, dtype == "fp64"))
                 if dim > tf.MAX_DIM or not tf.takes(dtype, "both" if self_sum else "x", dim):
                     yield (tb._weights_kernel, f"weights SELF={self_sum}", dim, dtype, precision,
                            dict(samples, w_ptr=f"*{acc}", part_ptr="*fp64", row0=0, col0=0, swn=cols,
-                                value_weight=1.0), constexprs, tb.WEIGHT_CONFIGS)
+                                value_weight=1.0), constexprs,
+                           tb.default_configs(tb._weights_kernel, dtype == "fp64"))
             if dim > tf.MAX_DIM or not all(tf.takes(dtype, grad, dim) for grad in ("x", "both")):
                 for side, (swr, swc) in (("rows", (cols, 1)), ("columns", (1, cols))):
                     yield (tb._wy_kernel, f"wy {side}", dim, dtype, precision,
                            dict(w_ptr=f"*{acc}", swr=swr, swc=swc, ah_ptr=f"*{dtype}", al_ptr=f"*{dtype}",
                                 b_ptr=f"*{dtype}", sbn=dim, sbd=1, out_ptr=f"*{acc}", rows=rows, inner=cols, D=dim,
-                                scale=2.0, size_bucket=size_bucket(n, m)), common, tb.WY_CONFIGS)
+                                scale=2.0, size_bucket=size_bucket(n, m)), common,
+                           tb.default_configs(tb._wy_kernel, dtype == "fp64"))
 
 
 def quick(variants):
