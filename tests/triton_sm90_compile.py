@@ -1,6 +1,6 @@
 """Compile report: every hot Triton kernel of lcw_fast compiled for sm_90 (H100/H200) without a GPU.
 
-    python tests/triton_sm90_compile.py [--realistic] [--json FILE] [--quick]
+    python tests/triton_sm90_compile.py [--realistic] [--json FILE] [--quick] [--markdown]
 
 Each variant goes through the full pipeline (TTIR -> TTGIR -> LLIR -> PTX -> cubin by ptxas) for each
 autotune config, dtype and precision it is launched with. --realistic gives it the specialisation a real
@@ -8,7 +8,7 @@ launch at the headline sizes gets (n = m = 16384 for D <= 256, n = m = 4096 at D
 integer arguments divisible by 16 carry tt.divisibility = 16, arguments equal to 1 (unit strides) become
 constants, and the band and block sizes are what the launchers compute. Prints one line per variant and
 with --json writes a list of {kernel, config, D, dtype, precision, default, registers, spill_bytes,
-shared_bytes, wgmma, mma_sync}: `default` marks a config the autotuner may pick in default precision,
+shared_bytes, wgmma, mma_sync} (--markdown also prints it as a table): `default` marks a config the autotuner may pick in default precision,
 `wgmma` that every product of the kernel runs on wgmma (no mma.sync left). Exits non-zero when a
 default config spills, does not fit in shared memory, or a float64 variant holds an approximate float64
 instruction (e.g. rsqrt.approx.f64: float64 must stay exact).
@@ -171,6 +171,24 @@ def config_label(config):
     return f"{label} w{config.num_warps} s{config.num_stages}"
 
 
+def markdown(rows):
+    """The report as a table, one line per kernel and dtype (for the README)."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["kernel"], row["dtype"], row["precision"]), []).append(row)
+    lines = ["| kernel | inputs | D | configs (default) | registers | spill bytes (default) | shared KiB | wgmma |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for (kernel, dtype, precision), group in groups.items():
+        dims = sorted({r["D"] for r in group})
+        default = [r for r in group if r["default"]]
+        regs = [r["registers"] for r in group]
+        lines.append(f"| {kernel} | {dtype} {precision} | {', '.join(map(str, dims))} | {len(group)} ({len(default)}) "
+                     f"| {min(regs)}–{max(regs)} | {max([r['spill_bytes'] for r in default], default=0)} "
+                     f"| {max(r['shared_bytes'] for r in group) // 1024} "
+                     f"| {'all' if all(r['wgmma'] for r in group) else 'none' if not any(r['wgmma'] for r in group) else 'some'} |")
+    return "\n".join(lines)
+
+
 def main():
     json_path = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
     large_dims = (DATA_D,) + SMALL_DIMS
@@ -210,6 +228,8 @@ def main():
             print(f"{status} {name}: {registers} registers, {spills} spill bytes, {shared} shared bytes, "
                   f"{'wgmma' if wgmma else 'no wgmma'}{', mma.sync' if mma_sync else ''}"
                   + (f"; {'; '.join(problems)}" if problems else ""), flush=True)
+    if "--markdown" in sys.argv:
+        print(markdown(rows))
     if json_path:
         tmp = json_path + ".tmp"
         with open(tmp, "w") as f:
