@@ -84,12 +84,13 @@ def _sq_dists(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, row0, col0, n, m, 
 
 @triton.autotune(configs=SUM_CONFIGS, key=["D", "SELF", "PRECISION", "SPLIT", "size_bucket"], prune_configs_by=_SUM_PRUNE)
 @triton.jit
-def _sum_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, n, m, D, gamma_hi, gamma_lo, size_bucket,
+def _sum_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, n, m, D, true_d, gamma_hi, gamma_lo,
+                size_bucket,
                 SELF: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
     """Program (i, s) sums k over row tile i and column tiles j = j0 + s, j0 + s + S, ... (j0 = i for a
     self-sum, weighting off-diagonal tiles by 2) into part_ptr[i * S + s]."""
-    gamma, inv_c = gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE)
+    gamma, inv_c = gamma_inv_c(gamma_hi, gamma_lo, true_d, COMPUTE)  # D: the padded dimension
     tile_m = tl.program_id(0)
     split, n_split = tl.program_id(1), tl.num_programs(1)
     row0 = tile_m.to(tl.int64) * BLOCK_M
@@ -109,13 +110,13 @@ def _sum_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, n, m, 
 @triton.autotune(configs=WEIGHT_CONFIGS, key=["D", "SELF", "PRECISION", "SPLIT", "size_bucket"],
                  prune_configs_by=_WEIGHT_PRUNE)
 @triton.jit
-def _weights_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, w_ptr, part_ptr, row0, col0, n, m, D, swn,
+def _weights_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, w_ptr, part_ptr, row0, col0, n, m, D, true_d, swn,
                     gamma_hi, gamma_lo, value_weight, size_bucket,
                     SELF: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr):
     """w[i - row0, j - col0] = k'(d_ij) for rows [row0, n) and columns [col0, m) of this launch, and
     part[program] = value_weight * sum of k over the program's tile (float64)."""
-    gamma, inv_c = gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE)
+    gamma, inv_c = gamma_inv_c(gamma_hi, gamma_lo, true_d, COMPUTE)  # D: the padded dimension
     tile_row0 = row0 + tl.program_id(0).to(tl.int64) * BLOCK_M
     tile_col0 = col0 + tl.program_id(1).to(tl.int64) * BLOCK_N
     rows, cols = tile_row0 + tl.arange(0, BLOCK_M), tile_col0 + tl.arange(0, BLOCK_N)
@@ -166,7 +167,7 @@ def _sum_grid(n, m, block, target):
 
 def blocked_sum(launch: Launch):
     """(value,) of a sum with D > 256."""
-    x, n, m, dim = launch.x, launch.n, launch.m, launch.dim
+    x, n, m, dim = launch.x, launch.n, launch.m, launch.pdim
     x_parts = launch.operands(x)
     y_parts = x_parts if launch.self_sum else launch.operands(launch.y)
     target = launch.target_programs()
@@ -174,7 +175,7 @@ def blocked_sum(launch: Launch):
     partials = new_buffer((max(a * b for a, b in grids),), torch.float64, x.device)
     with launch.device_guard():
         _sum_kernel[lambda meta: _sum_grid(n, m, meta["BLOCK_M"], target)](
-            *x_parts, *y_parts, partials, n, m, dim, *launch.gamma_split, launch.bucket, SELF=launch.self_sum,
+            *x_parts, *y_parts, partials, n, m, dim, launch.dim, *launch.gamma_split, launch.bucket, SELF=launch.self_sum,
             SPLIT=launch.split, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
     row_tiles, split = _sum_grid(n, m, _sum_kernel.best_config.kwargs["BLOCK_M"], target)
     return (partials[: row_tiles * split].sum(),)
@@ -195,18 +196,19 @@ def _add_wy(launch, w, a_parts, b, out, scale, transposed):
     """out += scale * (rowsum(W) b - W a), W = w or w^T, a = a_parts[0] + a_parts[1]."""
     swr, swc = (w.stride(1), w.stride(0)) if transposed else w.stride()
     rows, inner = out.shape[0], a_parts[0].shape[0]
-    _wy_kernel[lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), triton.cdiv(launch.dim, meta["BLOCK_N"]))](
-        w, swr, swc, *a_parts, b, b.stride(0), b.stride(1), out, rows, inner, launch.dim, scale, launch.bucket,
+    _wy_kernel[lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]), triton.cdiv(launch.pdim, meta["BLOCK_N"]))](
+        w, swr, swc, *a_parts, b, b.stride(0), b.stride(1), out, rows, inner, launch.pdim, scale, launch.bucket,
         SPLIT=launch.split, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
 
 
 def blocked_value_grad(launch: Launch, grad: str):
-    """(value, grad_x) for grad "x", (value, grad_x, grad_y) for "both" (a self-sum: (value, grad)), D > 256;
-    memory O((n + m) D) plus the weights block."""
-    x, y, n, m, dim = launch.x, launch.y, launch.n, launch.m, launch.dim
+    """(value, grad_x) for grad "x", (value, grad_x, grad_y) for "both" (a self-sum: (value, grad)); memory
+    O((n + m) D) plus the weights block."""
+    n, m, dim = launch.n, launch.m, launch.pdim
     acc, self_sum = launch.acc_dtype, launch.self_sum
-    x_parts = launch.operands(x)
-    y_parts = x_parts if self_sum else launch.operands(y)
+    x_parts = launch.operands(launch.x)
+    y_parts = x_parts if self_sum else launch.operands(launch.y)
+    x, y = launch.padded(launch.x), launch.padded(launch.y)
     rows_per, cols_per = block_sides(n, m, self_sum, scratch_bytes(), acc.itemsize)
     scale = 4.0 if self_sum else 2.0
     both = grad == "both" and not self_sum
@@ -224,7 +226,7 @@ def blocked_value_grad(launch: Launch, grad: str):
                 w = scratch[: r1 - r0, : c1 - c0]
                 _weights_kernel[lambda meta: (triton.cdiv(r1 - r0, meta["BLOCK_M"]),
                                               triton.cdiv(c1 - c0, meta["BLOCK_N"]))](
-                    *x_parts, *y_parts, w, parts, r0, c0, r1, c1, dim, w.stride(0), *launch.gamma_split,
+                    *x_parts, *y_parts, w, parts, r0, c0, r1, c1, dim, launch.dim, w.stride(0), *launch.gamma_split,
                     2.0 if self_sum and r0 != c0 else 1.0, launch.bucket, SELF=self_sum, SPLIT=launch.split,
                     PRECISION=launch.dot_precision, COMPUTE=launch.compute)
                 tile = _weights_kernel.best_config.kwargs
@@ -235,4 +237,4 @@ def blocked_value_grad(launch: Launch, grad: str):
                     _add_wy(launch, w, xa, y[c0:c1], gy[c0:c1], scale, transposed=True)
                 elif self_sum and r0 != c0:
                     _add_wy(launch, w, xa, x[c0:c1], gx[c0:c1], scale, transposed=True)
-    return (value, gx) if gy is None else (value, gx, gy)
+    return (value, launch.crop(gx)) if gy is None else (value, launch.crop(gx), launch.crop(gy))

@@ -91,12 +91,22 @@ class Launch:
         hi = float(torch.tensor(self.gamma, dtype=torch.float32))
         self.gamma_split = (hi, self.gamma - hi)  # Python floats reach a kernel as float32
         self.n, self.m, self.dim = x.shape[0], y.shape[0], x.shape[1]
+        # Samples are padded with zero columns to a multiple of 16: 16-byte aligned rows for every load.
+        self.pdim = triton.cdiv(self.dim, 16) * 16
         self.bucket = size_bucket(self.n, self.m)
 
+    def padded(self, t):
+        """t with zero columns up to pdim, contiguous."""
+        return torch.nn.functional.pad(t, (0, self.pdim - self.dim)) if self.pdim > self.dim else t.contiguous()
+
+    def crop(self, g):
+        """A (rows, pdim) gradient as (rows, dim), contiguous."""
+        return g[:, : self.dim].contiguous() if self.pdim > self.dim else g
+
     def operands(self, t):
-        """(hi, lo, squared norms) of a sample, contiguous: hi + lo = t exactly with hi rounded to TF32
-        when self.split, else (t, t, norms). Norms in the accumulation dtype."""
-        t = t.contiguous()
+        """(hi, lo, squared norms) of a sample padded to pdim columns: hi + lo = t exactly with hi rounded to
+        TF32 when self.split, else (t, t, norms). Norms in the accumulation dtype."""
+        t = self.padded(t)
         norms = t.to(self.acc_dtype).square().sum(1)
         if not self.split:
             return t, t, norms
@@ -129,6 +139,7 @@ def finish(value, grads, out_dtypes):
 
 @triton.jit
 def gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE: tl.constexpr):
+    """gamma (sent as two float32 halves) and 1 / c = 1 / (2D - 3) in COMPUTE precision; D the true one."""
     gamma = tl.cast(gamma_hi, COMPUTE) + tl.cast(gamma_lo, COMPUTE)
     inv_c = 1.0 / tl.cast(2 * D - 3, COMPUTE)
     return gamma, inv_c

@@ -107,7 +107,7 @@ def _load_rows(base, first, count, ks, D, EVEN_D: tl.constexpr, BLOCK: tl.conste
 @triton.autotune(configs=FUSED_CONFIGS, key=["D", "SELF", "GRAD_X", "GRAD_Y", "PRECISION", "SPLIT", "size_bucket"],
                  prune_configs_by={"early_config_prune": _prune})
 @triton.jit
-def _fused_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, gx_ptr, gy_ptr, n, m, D,
+def _fused_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, gx_ptr, gy_ptr, n, m, D, true_d,
                   band_rows, band_cols, gamma_hi, gamma_lo, scale, size_bucket,
                   SELF: tl.constexpr, GRAD_X: tl.constexpr, GRAD_Y: tl.constexpr, BLOCK_D: tl.constexpr,
                   EVEN_D: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr, COMPUTE: tl.constexpr,
@@ -115,8 +115,8 @@ def _fused_kernel(xh_ptr, xl_ptr, xn_ptr, yh_ptr, yl_ptr, yn_ptr, part_ptr, gx_p
     """Program (g, h): value partial part[g * H + h] (float64) and, scaled by `scale`, the gradient
     contributions sum_j w_ij (x_i - y_j) of its rows into its gx slot and sum_i w_ij (y_j - x_i) of its
     columns into its gy slot (see the module docstring). x = xh + xl: (n, D) contiguous (xl = xh unless
-    SPLIT), xn its squared norms; the same for y."""
-    gamma, inv_c = gamma_inv_c(gamma_hi, gamma_lo, D, COMPUTE)
+    SPLIT), xn its squared norms; the same for y. D: the padded dimension, true_d the samples' one."""
+    gamma, inv_c = gamma_inv_c(gamma_hi, gamma_lo, true_d, COMPUTE)
     band_m, band_n = tl.program_id(0), tl.program_id(1)
     n_bands_n = tl.num_programs(1)
     ks = tl.arange(0, BLOCK_D)
@@ -227,7 +227,7 @@ def bands(n, m, dim, self_sum, grad, target, budget, itemsize=4):
 def fused(launch: Launch, grad: str):
     """(value,) for grad "none", (value, grad_x) for "x", (value, grad_x, grad_y) for "both" (a self-sum:
     (value, grad)); the gradients in the accumulation dtype, before the non-finite fold."""
-    n, m, dim = launch.n, launch.m, launch.dim
+    n, m, dim = launch.n, launch.m, launch.pdim
     x_parts = launch.operands(launch.x)
     y_parts = x_parts if launch.self_sum else launch.operands(launch.y)
     self_sum = launch.self_sum
@@ -239,8 +239,8 @@ def fused(launch: Launch, grad: str):
     slab_y = slab_x if self_sum else new_buffer((g_count, m, dim) if grad == "both" else (1,), acc, device)
     with launch.device_guard():
         _fused_kernel[(g_count, h_count)](
-            *x_parts, *y_parts, parts, slab_x, slab_y, n, m, dim, band_rows, band_cols, *launch.gamma_split,
+            *x_parts, *y_parts, parts, slab_x, slab_y, n, m, dim, launch.dim, band_rows, band_cols, *launch.gamma_split,
             4.0 if self_sum else 2.0, launch.bucket, SELF=self_sum, GRAD_X=grad != "none", GRAD_Y=grad == "both",
             BLOCK_D=block_d(dim), EVEN_D=block_d(dim) == dim, SPLIT=launch.split, PRECISION=launch.dot_precision, COMPUTE=launch.compute)
     slabs = {"none": (), "x": (slab_x,), "both": (slab_x,) if self_sum else (slab_x, slab_y)}[grad]
-    return (parts.sum(),) + tuple(s.sum(0) for s in slabs)
+    return (parts.sum(),) + tuple(launch.crop(s.sum(0)) for s in slabs)

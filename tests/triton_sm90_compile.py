@@ -51,6 +51,11 @@ DTYPES = (("fp32", tl.float32, "3xtf32", "tf32", True), ("fp32", tl.float32, "tf
 GAMMA = (0.25, 0.0)
 
 
+def padded(dim):
+    """The dimension the launchers pad samples to (zero columns up to a multiple of 16)."""
+    return (dim + 15) // 16 * 16
+
+
 def specialise(kernel, args, constexprs):
     """(signature, constexprs, attrs) as a launch with these argument values gets them.
 
@@ -92,12 +97,12 @@ def fused_variants(everything=False):
                 band_rows, band_cols, _, _ = tf.bands(n, m, dim, self_sum, grad, 4 * SMS, 256 * 2**20)
                 args = dict(xh_ptr=f"*{dtype}", xl_ptr=f"*{dtype}", xn_ptr=f"*{acc}", yh_ptr=f"*{dtype}",
                             yl_ptr=f"*{dtype}", yn_ptr=f"*{acc}", part_ptr="*fp64", gx_ptr=f"*{acc}",
-                            gy_ptr=f"*{acc}", n=n, m=m, D=dim, band_rows=band_rows,
+                            gy_ptr=f"*{acc}", n=n, m=m, D=padded(dim), true_d=dim, band_rows=band_rows,
                             band_cols=band_cols, gamma_hi=GAMMA[0], gamma_lo=GAMMA[1], scale=2.0,
                             size_bucket=size_bucket(n, m))
                 block_dim = tf.block_d(dim)
                 constexprs = dict(SELF=self_sum, GRAD_X=grad != "none", GRAD_Y=grad == "both", BLOCK_D=block_dim,
-                                  EVEN_D=block_dim == dim, SPLIT=split, PRECISION=dot_precision, COMPUTE=compute)
+                                  EVEN_D=block_dim == padded(dim), SPLIT=split, PRECISION=dot_precision, COMPUTE=compute)
                 picks = tf.default_configs(dtype, grad, block_dim, self_sum) if tf.takes(dtype, grad, dim) else []
                 yield tf._fused_kernel, f"fused {label}", dim, dtype, precision, args, constexprs, picks
 
@@ -110,7 +115,8 @@ def blocked_variants(dims):
             acc = "fp64" if dtype == "fp64" else "fp32"
             rows, cols = tb.block_sides(n, m, False, 256 * 2**20, 8 if dtype == "fp64" else 4)
             samples = dict(xh_ptr=f"*{dtype}", xl_ptr=f"*{dtype}", xn_ptr=f"*{acc}", yh_ptr=f"*{dtype}",
-                           yl_ptr=f"*{dtype}", yn_ptr=f"*{acc}", n=n, m=m, D=dim, gamma_hi=GAMMA[0],
+                           yl_ptr=f"*{dtype}", yn_ptr=f"*{acc}", n=n, m=m, D=padded(dim), true_d=dim,
+                           gamma_hi=GAMMA[0],
                            gamma_lo=GAMMA[1], size_bucket=size_bucket(n, m))
             common = dict(SPLIT=split, PRECISION=dot_precision, COMPUTE=compute)
             for self_sum in (False, True):
@@ -127,7 +133,8 @@ def blocked_variants(dims):
                 for side, (swr, swc) in (("rows", (cols, 1)), ("columns", (1, cols))):
                     yield (tb._wy_kernel, f"wy {side}", dim, dtype, precision,
                            dict(w_ptr=f"*{acc}", swr=swr, swc=swc, ah_ptr=f"*{dtype}", al_ptr=f"*{dtype}",
-                                b_ptr=f"*{dtype}", sbn=dim, sbd=1, out_ptr=f"*{acc}", rows=rows, inner=cols, D=dim,
+                                b_ptr=f"*{dtype}", sbn=padded(dim), sbd=1, out_ptr=f"*{acc}", rows=rows, inner=cols,
+                                D=padded(dim),
                                 scale=2.0, size_bucket=size_bucket(n, m)), common,
                            tb.default_configs(tb._wy_kernel, dtype == "fp64"))
 
@@ -139,11 +146,21 @@ def quick(variants):
     return [v for v in variants if (v[1], v[2], v[3], v[4]) in wanted]
 
 
+_COMPILED = {}  # variants that specialise alike (D is a runtime argument) compile once
+
+
 def compile_one(kernel, args, constexprs, config):
     """The compiled kernel and ptxas' report on it."""
     constexprs = dict(constexprs, **config.kwargs)
     signature, consts, attrs = specialise(kernel, args, constexprs)
     src = triton.compiler.ASTSource(fn=kernel.fn, signature=signature, constexprs=consts, attrs=attrs)
+    key = (src.hash(), config.num_warps, config.num_stages)
+    if key not in _COMPILED:
+        _COMPILED[key] = _compile(src, config)
+    return _COMPILED[key]
+
+
+def _compile(src, config):
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
         knobs.nvidia.dump_ptxas_log = True
