@@ -13,6 +13,7 @@ the tensor-core operands, and the weights are split in registers; "fast" mode is
 float64 runs IEEE float64; the interpreter computes IEEE float32. bf16/fp16 inputs stay in their dtype
 into every product (fp32 accumulation): the Gram multiplies them as they are, a product with the
 float32 weights w splits w into a hi and a lo half in the inputs' dtype (the inputs are exact).
+Samples reach the kernels contiguous and padded with zero columns to a multiple of 16 (Launch.operands).
 """
 import contextlib
 import math

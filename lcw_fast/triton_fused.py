@@ -1,13 +1,14 @@
-"""Small-D Triton kernel (D <= 256): value and gradients of a kernel sum from one visit of each pair.
+"""Small-D Triton kernel: value and gradients of a kernel sum from one visit of each pair, for the
+(dtype, gradients, D) of FUSED_SHAPES (D <= 256; the rest goes to triton_blocked).
 
 The pairs are cut into bands: program (g, h) takes the rows of row band g against the columns of column
 band h (a column split: many programs per row tile when n is small). For each 64-row tile of its band it
 loads the tile and its norms once, then streams the band's column tiles through a pipelined loop
 (tl.range with num_stages): the Gram tile by tl.dot, k and w = k'(d) in registers, sum_j w_ij and W.Y_J
 in a register accumulator (a second tl.dot), and, when the columns need a gradient too, W^T.X_I for the
-column tile. A self-sum runs only the bands h >= g and, on the diagonal band, the tiles J >= I (square
-tiles), so every unordered pair is visited once; a tile off the diagonal updates both its rows and its
-columns.
+column tile. A self-sum runs only the bands h >= g and, on the diagonal band, the column tiles from the
+row tile's own diagonal block on (BLOCK_N divides BLOCK_M), so every unordered pair is visited once; a
+tile off the diagonal block updates both its rows and its columns, the diagonal block its rows only.
 
 Determinism without float atomics: every program writes its gradient contributions into its own slot of
 a scratch slab (slot h for the rows of band g, slot g for the columns of band h); only that program
