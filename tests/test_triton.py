@@ -322,22 +322,35 @@ def test_every_gpu_tile_shape_matches_the_reference(tk, monkeypatch):
     from lcw_fast import triton_fused as tf
 
     _more_programs(monkeypatch, tk, 4)
+
+    def check_ops(x, y, names):
+        tol = F64_RTOL if x.dtype == torch.float64 else F32_GRAD_REL_L2
+        pair, gx, gy, self_sum, gs = reference_sums(x, y)
+        results = {name: getattr(lib(), name)(*((x,) if "self" in name else (x, y)), GAMMA) for name in names}
+        expected = {"kernel_sum": (pair,), "kernel_sum_self": (self_sum,), "kernel_sum_value_grad": (pair, gx),
+                    "kernel_sum_value_grad_pair": (pair, gx, gy), "kernel_sum_self_value_grad": (self_sum, gs)}
+        for name, got in results.items():
+            got = got if isinstance(got, tuple) else (got,)
+            assert_close(got[0], expected[name][0], rtol=tol, name=name)
+            for g, e in zip(got[1:], expected[name][1:]):
+                assert_close(g, e, rel_l2=tol, atol=float("inf"), name=name)
+
     x, y = torch.randn(140, 9, device=DEVICE), torch.randn(75, 9, device=DEVICE)
     shapes = sorted({s[:2] for table in tf.FUSED_SHAPES.values() for v in table.values() for s in v})
     for bm, bn in shapes:
         _use_configs(monkeypatch, tf._fused_kernel, tc.configs([(bm, bn, 4, 2)], interpreted=False))
-        pair, gx, gy = reference_sums(x, y)[:3]
-        value, grad_x = lib().kernel_sum_value_grad(x, y, GAMMA)
-        assert_close(value, pair, rtol=F32_VALUE_RTOL, name=f"{bm}x{bn}")
-        assert_close(grad_x, gx, rel_l2=F32_GRAD_REL_L2, atol=float("inf"), name=f"{bm}x{bn}")
+        check_ops(x, y, ["kernel_sum", "kernel_sum_value_grad"])
         if bn <= bm:  # a self-sum never gets a wider tile (default_configs)
-            check_all_ops(x.double(), y.double())
-    wide_x, wide_y = torch.randn(140, 260, device=DEVICE), torch.randn(75, 260, device=DEVICE)
-    for kernel, table in ((tb._sum_kernel, tb.SUM_SHAPES), (tb._weights_kernel, tb.WEIGHT_SHAPES),
-                          (tb._wy_kernel, tb.WY_SHAPES)):
+            check_ops(x.double(), y.double(), ["kernel_sum_self", "kernel_sum_value_grad_pair",
+                                               "kernel_sum_self_value_grad"])
+    wide_x, wide_y = torch.randn(100, 260, device=DEVICE), torch.randn(45, 260, device=DEVICE)
+    for kernel, table, names in (
+            (tb._sum_kernel, tb.SUM_SHAPES, ["kernel_sum", "kernel_sum_self"]),
+            (tb._weights_kernel, tb.WEIGHT_SHAPES, ["kernel_sum_value_grad_pair", "kernel_sum_self_value_grad"]),
+            (tb._wy_kernel, tb.WY_SHAPES, ["kernel_sum_value_grad_pair", "kernel_sum_self_value_grad"])):
         for shape in table["fp32"] + table["fp64"]:
             _use_configs(monkeypatch, kernel, tc.configs([shape], interpreted=False))
-            check_all_ops(wide_x, wide_y)
+            check_ops(wide_x, wide_y, names)
 
 
 def test_compile_report_for_sm90(tmp_path):
