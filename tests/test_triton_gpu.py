@@ -2,7 +2,7 @@
 (lcw_fast.reference.kernel_sum_blocked: no n*m or n*m*D buffer, so n = 65,537 and D = 12,288 fit).
 
 Skipped where no GPU is visible (conftest.py). Every output and scratch buffer is filled with NaN
-before each launch (triton_kernel_sum.POISON), so anything a kernel fails to write fails the test.
+before each launch (LCW_FAST_POISON=1), so anything a kernel fails to write fails the test.
 Tolerances: float32 "default" mode meets the core issue's float32 bounds; bf16 inputs are compared
 against the float64 result on the same (rounded) points, their gradient comes back in bf16; "fast"
 (TF32) mode has the looser bounds FAST_* below.
@@ -26,7 +26,7 @@ FAST_VALUE_RTOL, FAST_GRAD_REL_L2 = 2e-3, 2e-2  # TF32 keeps 10 mantissa bits of
 def tk(monkeypatch):
     from lcw_fast import triton_kernel_sum
 
-    monkeypatch.setattr(triton_kernel_sum, "POISON", True)
+    monkeypatch.setenv("LCW_FAST_POISON", "1")
     return triton_kernel_sum
 
 
@@ -41,10 +41,15 @@ def blocked_reference(x, y, gamma):
 def check(x, y, precision="default", value_rtol=F32_VALUE_RTOL, grad_rel_l2=F32_GRAD_REL_L2, self_sum=True):
     ops = torch.ops.lcw_fast_triton
     pair, gx = blocked_reference(x, y, GAMMA)
+    _, gy = blocked_reference(y, x, GAMMA)
     assert_close(ops.kernel_sum(x, y, GAMMA, precision), pair, rtol=value_rtol, name="kernel_sum")
     got = ops.kernel_sum_grad(x, y, GAMMA, precision)
     assert got.dtype == x.dtype
     assert_close(got, gx, atol=float("inf"), rel_l2=grad_rel_l2, name="kernel_sum_grad")
+    value, got_x, got_y = ops.kernel_sum_value_grad_pair(x, y, GAMMA, precision)
+    assert_close(value, pair, rtol=value_rtol, name="kernel_sum_value_grad_pair")
+    assert_close(got_x, gx, atol=float("inf"), rel_l2=grad_rel_l2, name="kernel_sum_value_grad_pair x")
+    assert_close(got_y, gy, atol=float("inf"), rel_l2=grad_rel_l2, name="kernel_sum_value_grad_pair y")
     if self_sum:
         own, gs = blocked_reference(x, x, GAMMA)
         assert_close(ops.kernel_sum_self(x, GAMMA, precision), own, rtol=value_rtol, name="kernel_sum_self")
