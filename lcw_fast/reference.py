@@ -33,19 +33,27 @@ def kernel_sum(x: torch.Tensor, y: torch.Tensor, gamma: float, exact: bool = Tru
     return kernel(pairwise_sq_dists(x, y, exact), gamma, x.shape[1]).sum()
 
 
+def _distance_from_sums(pair_sum, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """C0 * [mean k(|xi-xj|^2) + mean k(|yi-yj|^2) - 2 mean k(|xi-yj|^2)], pair_sum(a, b) = sum_ij k."""
+    n, m = x.shape[0], y.shape[0]
+    return C0 * (pair_sum(x, x) / n**2 + pair_sum(y, y) / m**2 - 2.0 * pair_sum(x, y) / (n * m))
+
+
+def _normality_from_sum(self_sum: torch.Tensor, z: torch.Tensor, gamma: float) -> torch.Tensor:
+    """C0 * [self_sum / n^2 + (1+gamma)^(-1/2) - 2 mean_i (gamma + 1/2 + |zi|^2/c)^(-1/2)]."""
+    n, dim = z.shape
+    to_prior = torch.rsqrt(gamma + 0.5 + z.square().sum(1) / (2 * dim - 3)).mean()
+    return C0 * (self_sum / n**2 + (1.0 + gamma) ** -0.5 - 2.0 * to_prior)
+
+
 def cw_distance(x: torch.Tensor, y: torch.Tensor, gamma: float, exact: bool = True) -> torch.Tensor:
     """C0 * [mean k(|xi-xj|^2) + mean k(|yi-yj|^2) - 2 mean k(|xi-yj|^2)] -> 0-dim tensor."""
-    n, m = x.shape[0], y.shape[0]
-    return C0 * (kernel_sum(x, x, gamma, exact) / n**2 + kernel_sum(y, y, gamma, exact) / m**2
-                 - 2.0 * kernel_sum(x, y, gamma, exact) / (n * m))
+    return _distance_from_sums(lambda a, b: kernel_sum(a, b, gamma, exact), x, y)
 
 
 def cw_normality(z: torch.Tensor, gamma: float, exact: bool = True) -> torch.Tensor:
     """C0 * [mean k(|zi-zj|^2) + (1+gamma)^(-1/2) - 2 mean_i (gamma + 1/2 + |zi|^2/c)^(-1/2)]."""
-    n, dim = z.shape
-    c = 2 * dim - 3
-    to_prior = torch.rsqrt(gamma + 0.5 + (z * z).sum(1) / c).mean()
-    return C0 * (kernel_sum(z, z, gamma, exact) / n**2 + (1.0 + gamma) ** -0.5 - 2.0 * to_prior)
+    return _normality_from_sum(kernel_sum(z, z, gamma, exact), z, gamma)
 
 
 # Bounded-memory float64 reference: the same sums and gradients, one (block, block) tile at a time.
@@ -113,17 +121,12 @@ def kernel_sum_blocked(x: torch.Tensor, y: torch.Tensor, gamma: float, block: in
 
 def cw_distance_blocked(x: torch.Tensor, y: torch.Tensor, gamma: float, block: int = BLOCK) -> torch.Tensor:
     """cw_distance in float64 with bounded memory (see kernel_sum_blocked) -> 0-dim float64."""
-    n, m = x.shape[0], y.shape[0]
-    return C0 * (kernel_sum_blocked(x, x, gamma, block) / n**2 + kernel_sum_blocked(y, y, gamma, block) / m**2
-                 - 2.0 * kernel_sum_blocked(x, y, gamma, block) / (n * m))
+    return _distance_from_sums(lambda a, b: kernel_sum_blocked(a, b, gamma, block), x, y)
 
 
 def cw_normality_blocked(z: torch.Tensor, gamma: float, block: int = BLOCK) -> torch.Tensor:
     """cw_normality in float64 with bounded memory (see kernel_sum_blocked) -> 0-dim float64."""
-    n, dim = z.shape
-    zd = z.double()
-    to_prior = torch.rsqrt(gamma + 0.5 + zd.square().sum(1) / (2 * dim - 3)).mean()
-    return C0 * (kernel_sum_blocked(z, z, gamma, block) / n**2 + (1.0 + gamma) ** -0.5 - 2.0 * to_prior)
+    return _normality_from_sum(kernel_sum_blocked(z, z, gamma, block), z.double(), gamma)
 
 
 # Comparing a result with the reference: one error measure, and the unit of value errors.

@@ -1,4 +1,10 @@
-"""assert_close: one comparison helper for every test, reporting the errors of lcw_fast.reference.errors."""
+"""assert_close: one comparison helper for every test, reporting the errors of lcw_fast.reference.errors;
+peak_rss_growth: the peak-memory measurement of the memory tests."""
+import os
+import subprocess
+import sys
+import textwrap
+
 import torch
 
 from lcw_fast.reference import errors
@@ -15,3 +21,30 @@ def assert_close(actual, expected, *, atol=0.0, rtol=0.0, rel_l2=None, name="val
     assert ok, f"{name} exceeds atol={atol:g}, rtol={rtol:g}; {report}"
     if rel_l2 is not None:
         assert rl2 <= rel_l2, f"{name} exceeds rel L2 {rel_l2:g}; {report}"
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PEAK_SCRIPT = """
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+{setup}
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets the peak (VmHWM) to the current RSS
+_before = _status_kib("VmHWM")
+{measured}
+print((_status_kib("VmHWM") - _before) * 1024)
+"""
+HAS_PEAK_RESET = os.path.exists("/proc/self/clear_refs")  # Linux: the peak RSS can be reset
+
+
+def peak_rss_growth(setup: str, measured: str) -> int:
+    """Bytes by which the code `measured` grows the peak resident set of a fresh Python process,
+    after `setup` ran there (imports, inputs, warm-up), so that other tests' allocations never count."""
+    script = _PEAK_SCRIPT.format(setup=textwrap.dedent(setup), measured=textwrap.dedent(measured))
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.strip().splitlines()[-1])

@@ -5,19 +5,13 @@ smaller than the samples, ragged edges, n != m, n = 1, non-contiguous inputs); a
 D = 3072, where the exact cdist backward would allocate n*m*D doubles (~100 GB), fwd+bwd grows the
 peak RSS by less than 1.5 GB (fresh subprocess).
 """
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
 
 from lcw_fast import reference
-from helpers import assert_close
+from helpers import HAS_PEAK_RESET, assert_close, peak_rss_growth
 
 RTOL = 1e-12
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _both_grads(value, inputs):
@@ -66,36 +60,24 @@ def test_blocked_nan_input_gives_nan():
     assert torch.isnan(reference.cw_normality_blocked(x, 0.5, block=4))
 
 
-SCRIPT = textwrap.dedent(
-    """
-    import torch
-    from lcw_fast import reference
+SETUP = """
+import torch
+from lcw_fast import reference
 
-    def status_kib(field):
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-    x = torch.randn(2048, 3072, dtype=torch.float64, requires_grad=True)
-    y = (0.1 + torch.randn(2048, 3072, dtype=torch.float64)).requires_grad_()
-    reference.cw_distance_blocked(x[:64], y[:64], 0.5).backward()  # warm up the BLAS threads
-    x.grad = y.grad = None
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets the peak (VmHWM) to the current RSS
-    before = status_kib("VmHWM")
-    value = reference.cw_distance_blocked(x, y, 0.5)
-    value.backward()
-    assert torch.isfinite(value) and torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
-    print((status_kib("VmHWM") - before) * 1024)
-    """
-)
+x = torch.randn(2048, 3072, dtype=torch.float64, requires_grad=True)
+y = (0.1 + torch.randn(2048, 3072, dtype=torch.float64)).requires_grad_()
+reference.cw_distance_blocked(x[:64], y[:64], 0.5).backward()  # warm up the BLAS threads
+x.grad = y.grad = None
+"""
+MEASURED = """
+value = reference.cw_distance_blocked(x, y, 0.5)
+value.backward()
+assert torch.isfinite(value) and torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
+"""
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc to reset the peak RSS")
+@pytest.mark.skipif(not HAS_PEAK_RESET, reason="needs Linux /proc to reset the peak RSS")
 def test_blocked_cw_distance_fwd_bwd_at_2048_by_3072_grows_peak_rss_by_less_than_1_5_gb():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr
-    growth = int(out.stdout.strip().splitlines()[-1])
+    growth = peak_rss_growth(SETUP, MEASURED)
     print(f"peak RSS growth: {growth / 2**20:.1f} MiB")
     assert growth < 1.5 * 2**30, f"peak RSS grew by {growth / 2**20:.1f} MiB"
