@@ -9,7 +9,7 @@ from torch import nn
 import lcw_fast
 from helpers import assert_close
 from lcw_fast import reference
-from training import compare_priors, data, demo, latent, loop, models, objectives, sample, throughput, train
+from training import compare, data, demo, evaluate, latent, loop, models, objectives, sample, throughput, train
 from training.runs import Run
 
 SMOKE = dict(data="mnist5k", epochs=1, batch_size=200, eval_every=10, ckpt_every=10, progress=False, device="cpu",
@@ -184,7 +184,8 @@ def test_offline_download_message(monkeypatch, tmp_path, capsys, name, files):
 
 
 @pytest.mark.parametrize("cli,flag", [(train, "--objective"), (latent, "--ae"), (sample, "--interpolations"),
-                                      (demo, "--out"), (compare_priors, "--seeds"), (throughput, "--backends")])
+                                      (demo, "--out"), (compare, "--seeds"), (evaluate, "--inception-weights"),
+                                      (throughput, "--backends")])
 def test_cli_help(capsys, cli, flag):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--help"])

@@ -10,17 +10,19 @@ import argparse
 import time
 
 from .cli import run_cli
+from .evaluate import scored
 from .latent import LatentConfig, train_latent
 from .train import AutoencoderConfig, train_autoencoder
 
 
 def two_stages(out: str, objective: str = "cw2", seed: int = 0, device: str = "auto", threads: int = 1,
-               progress: bool = True):
-    """Stage 1 (`objective`) into `out`, stage 2 into `out`/latent, all other settings default; returns
-    (stage-1 summary, stage-2 summary)."""
+               progress: bool = True, score: bool = True):
+    """Stage 1 (`objective`) on mnist5k into `out`, stage 2 into `out`/latent, all other settings default,
+    each followed by its domain FID unless `score` is False; returns (stage-1 summary, stage-2 summary)."""
     common = dict(seed=seed, device=device, threads=threads, progress=progress)
-    first = train_autoencoder(AutoencoderConfig(data="mnist5k", objective=objective, out=out, **common))
-    second = train_latent(LatentConfig(ae=out, **common))
+    stage = scored if score else (lambda train_stage, cfg: train_stage(cfg))
+    first = stage(train_autoencoder, AutoencoderConfig(data="mnist5k", objective=objective, out=out, **common))
+    second = stage(train_latent, LatentConfig(ae=out, **common))
     return first, second
 
 
@@ -34,12 +36,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     first, second = run_cli(two_stages, args.out, "cw2", args.seed, args.device, args.threads)
+    fid = lambda summary: (f"   domain FID {summary['fid_domain']:.2f}" if "fid_domain" in summary else "")
     print(f"\nmnist5k, CW² + Latent Trick, {time.perf_counter() - start:.0f} s. Held-out kernel metric "
-          f"(cw_distance to 1,000 held-out digits, gamma {first['metric_gamma']:.5f}; lower is better):\n"
-          f"  D(z),      z ~ N(0, I):  {first['heldout_metric']:.5f}\n"
-          f"  D(LG(z')), z' ~ N(0, I): {second['heldout_metric']:.5f}\n"
+          f"(cw_distance to 1,000 held-out digits, gamma {first['metric_gamma']:.5f}; lower is better) and domain FID "
+          f"(LeNet features, 10,000 generated vs the training digits; lower is better):\n"
+          f"  D(z),      z ~ N(0, I):  {first['heldout_metric']:.5f}{fid(first)}\n"
+          f"  D(LG(z')), z' ~ N(0, I): {second['heldout_metric']:.5f}{fid(second)}\n"
           f"  D(E(x)), reconstructions of the held-out digits (a floor): "
-          f"{first['heldout_metric_reconstructions']:.5f}\n"
+          f"{first['heldout_metric_reconstructions']:.5f}; reconstruction error {first['reconstruction_error']:.1f} "
+          f"(mean per-image sum of squared errors)\n"
           f"Pictures: {args.out}/*.png, {args.out}/latent/*.png")
 
 
