@@ -33,19 +33,30 @@ PAPER = {"AE": (52, 11), "AE+LT": (22, None), "CWAE": (23, 11), "CWAE+LT": (20, 
 COLUMNS = ("fid_domain", "kid_domain", "heldout_metric", "reconstruction_error")
 
 
-def measure(out: str, objective: str, seed: int, n: int, device: str, threads: int) -> list:
-    """Trains both stages; returns [stage-1 row, stage-2 row] of measured values."""
+def _finished(path: str, n: int):
+    """(summary, FID/KID record of n images) of a finished, scored stage in `path`, else None."""
+    records = Run(path).metrics()
+    summaries = [r for r in records if "heldout_metric" in r]
+    scores = [r for r in records if "kid_domain" in r and r.get("generated") == n]
+    return (summaries[-1], scores[-1]) if summaries and scores else None
+
+
+def measure(out: str, objective: str, seed: int, n: int, device: str, threads: int, reuse: bool) -> list:
+    """Trains both stages and scores them (or, with `reuse`, reads a finished pair); returns
+    [stage-1 row, stage-2 row]."""
     start = time.perf_counter()
-    first, second = two_stages(out, objective, seed, device, threads, progress=False, score=False)
-    trained = time.perf_counter() - start
-    rows = []
-    for summary, name in zip((first, second), NAMES[objective]):
-        scores = fid_kid(Run(summary["run"]), "domain", n, True, torch.device("cpu"))
-        rows.append({"model": name, "objective": objective, "seed": seed, "run": summary["run"],
-                     "fid_domain": scores["fid_domain"], "kid_domain": scores["kid_domain"],
-                     "heldout_metric": summary["heldout_metric"],
-                     "reconstruction_error": first["reconstruction_error"] if summary is first else None,
-                     "features": scores["features"], "train_seconds": trained, "fid_seconds": scores["seconds"]})
+    done = [_finished(path, n) for path in (out, f"{out}/latent")] if reuse else [None]
+    if None in done:
+        first, second = two_stages(out, objective, seed, device, threads, progress=False, score=False)
+        done = [(summary, fid_kid(Run(summary["run"]), "domain", n, True, torch.device("cpu")))
+                for summary in (first, second)]
+    reconstruction_error = done[0][0]["reconstruction_error"]
+    rows = [{"model": name, "objective": objective, "seed": seed, "run": summary["run"],
+             "fid_domain": scores["fid_domain"], "kid_domain": scores["kid_domain"],
+             "heldout_metric": summary["heldout_metric"],
+             "reconstruction_error": reconstruction_error if summary["stage"] == 1 else None,
+             "features": scores["features"], "seconds": time.perf_counter() - start}
+            for (summary, scores), name in zip(done, NAMES[objective])]
     print(f"{objective} seed {seed}: " + ", ".join(f"{r['model']} FID {r['fid_domain']:.2f}" for r in rows), flush=True)
     return rows
 
@@ -60,7 +71,7 @@ def _mean_std(values: list, digits: int) -> str:
 
 def table(rows: list, seeds: list, n: int, seconds: float) -> str:
     """The Markdown table: mean ± std over seeds per model, the paper's MNIST values beside."""
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    models = [m for pair in NAMES.values() for m in pair if any(r["model"] == m for r in rows)]
     lines = [f"mnist5k (4,000 training digits), seeds {', '.join(map(str, seeds))}; domain FID / KID: {n:,} "
              f"generated images against the training split, features of {rows[0]['features']}; held-out kernel "
              "metric and reconstruction error (mean per-image sum of squared errors, pixels in [0, 1]) on the "
@@ -94,13 +105,15 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=10000, help="generated images per FID / KID (the paper: 10,000)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, ...")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of PyTorch (the MLPs gain nothing from more)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read runs that are already trained and scored (n images) instead of retraining them")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rows = []
     for objective in args.objectives:
         for seed in args.seeds:
             rows += run_cli(measure, f"{args.out}/{objective}-seed{seed}", objective, seed, args.n, args.device,
-                            args.threads)
+                            args.threads, args.reuse)
     seconds = time.perf_counter() - start
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
