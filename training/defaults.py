@@ -6,7 +6,7 @@ Stage 1 (autoencoder), by data family and objective:
 | ----------------------------- | --------- | ------ | ----- | ----- | ------ | ------ |
 | mnist5k, mnist, grey folder   | ae        | 8      | 256   | 1e-3  | -      | 100 (mnist5k), 50 |
 | mnist5k, mnist, grey folder   | cwae      | 8      | 256   | 1e-3  | 1      | 100 (mnist5k), 50 |
-| mnist5k, mnist, grey folder   | cw2       | 8      | 256 (mnist5k: 64) | 2e-3 | 1 | 100 (mnist5k), 50 |
+| mnist5k, mnist, grey folder   | cw2       | 8      | 256 (mnist5k: 64) | 2e-3 | 1 | 50       |
 | fmnist                        | as mnist, but cwae lambda = 10 |       |       |        |        |
 | celeba, RGB folder            | ae        | 128    | 256   | 1e-3  | -      | 30     |
 | celeba, RGB folder            | cwae      | 128    | 256   | 5e-4  | 5      | 30     |
@@ -48,7 +48,7 @@ STAGE1 = {
                "cw2": dict(latent=128, batch_size=256, lr=5e-4, lam=0.2)},
 }
 # (data, objective) -> values that differ from the family's row (see the module docstring)
-OVERRIDES = {("fmnist", "cwae"): dict(lam=10.0), ("mnist5k", "cw2"): dict(batch_size=64)}
+OVERRIDES = {("fmnist", "cwae"): dict(lam=10.0), ("mnist5k", "cw2"): dict(batch_size=64, epochs=50)}
 EPOCHS = {"mnist5k": 100, "mnist": 50, "fmnist": 50, "celeba": 30}
 LATENT_EPOCHS = {"mnist5k": 100, "mnist": 50, "fmnist": 50, "celeba": 30}
 LATENT = {"small": dict(noise=8, batch_size=256, lr=1e-3), "celeba": dict(noise=32, batch_size=256, lr=1e-3)}
@@ -61,8 +61,7 @@ def family(shape) -> str:
 
 def stage1(data: str, shape, objective: str) -> dict:
     """Defaults for stage 1: latent, batch_size, lr, lam, epochs."""
-    return dict(STAGE1[family(shape)][objective], epochs=EPOCHS.get(data, 30),
-                **OVERRIDES.get((data, objective), {}))
+    return {**STAGE1[family(shape)][objective], "epochs": EPOCHS.get(data, 30), **OVERRIDES.get((data, objective), {})}
 
 
 def stage2(data: str, shape) -> dict:

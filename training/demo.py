@@ -4,7 +4,7 @@
 
 Writes runs/demo (stage 1: samples.png, reconstructions.png, loss.png, ...) and runs/demo/latent
 (stage 2: samples.png, interpolations.png, loss.png, ...), and prints the held-out kernel metric
-of D(z), z ~ N(0, I) against D(LG(z')).
+and the domain FID of D(z), z ~ N(0, I) against D(LG(z')).
 """
 import argparse
 import time
