@@ -212,3 +212,18 @@ def test_readme_steps_only_use_runs_that_exist_after_the_demo():
         for read in re.findall(r"(?:--ae |training\.\w+ +)(runs/\S+)", command) + (
                 re.findall(r"--out (runs/\S+)", command) if "--resume" in command else []):
             assert read in made, f"README command reads {read}, which no earlier step creates: {command}"
+
+
+def test_compare_table_gives_mean_and_std_and_the_ordering():
+    from training import compare
+
+    rows = [{"model": model, "objective": objective, "seed": seed, "fid_domain": fid_value + seed,
+             "kid_domain": 0.1, "heldout_metric": 0.01, "reconstruction_error": 50.0 if "+" not in model else None,
+             "features": "domain (LeNet x)", "reused": False}
+            for seed in (0, 1, 2)
+            for model, objective, fid_value in (("AE", "ae", 30), ("AE+LT", "ae", 20), ("CW²", "cw2", 10),
+                                                ("LCW (CW²+LT)", "cw2", 12))]
+    text = compare.table(rows, [0, 1, 2], 10000, 600)
+    assert "| AE | 3 | 31.00 ± 1.00 | 0.100 ± 0.000 | 0.01000 ± 0.00000 | 50.0 ± 0.0 | 52 | 11 |" in text
+    assert "| AE+LT | 3 | 21.00 ± 1.00 |" in text and "| – | 22 | – |" in text
+    assert "AE+LT < AE; LCW (CW²+LT) >= CW²; lowest: CW²" in text and "Wall time 10 min" in text

@@ -41,12 +41,17 @@ def _finished(path: str, n: int):
     return (summaries[-1], scores[-1]) if summaries and scores else None
 
 
-def measure(out: str, objective: str, seed: int, n: int, device: str, threads: int, reuse: bool) -> list:
-    """Trains both stages and scores them (or, with `reuse`, reads a finished pair); returns
-    [stage-1 row, stage-2 row]."""
+def measure(out: str, objective: str, seed: int, n: int, device: str, threads: int, reuse: bool,
+            finished_only: bool = False) -> list:
+    """Trains both stages and scores them (or, with `reuse` or `finished_only`, reads a finished pair);
+    returns [stage-1 row, stage-2 row], or [] for an unfinished pair with `finished_only`."""
     start = time.perf_counter()
-    done = [_finished(path, n) for path in (out, f"{out}/latent")] if reuse else [None]
-    if None in done:
+    done = [_finished(path, n) for path in (out, f"{out}/latent")] if reuse or finished_only else [None]
+    reused = None not in done
+    if not reused and finished_only:
+        print(f"{objective} seed {seed}: not finished in {out}, left out", flush=True)
+        return []
+    if not reused:
         first, second = two_stages(out, objective, seed, device, threads, progress=False, score=False)
         done = [(summary, fid_kid(Run(summary["run"]), "domain", n, True, torch.device("cpu")))
                 for summary in (first, second)]
@@ -55,7 +60,7 @@ def measure(out: str, objective: str, seed: int, n: int, device: str, threads: i
              "fid_domain": scores["fid_domain"], "kid_domain": scores["kid_domain"],
              "heldout_metric": summary["heldout_metric"],
              "reconstruction_error": reconstruction_error if summary["stage"] == 1 else None,
-             "features": scores["features"], "seconds": time.perf_counter() - start}
+             "features": scores["features"], "reused": reused, "seconds": time.perf_counter() - start}
             for (summary, scores), name in zip(done, NAMES[objective])]
     print(f"{objective} seed {seed}: " + ", ".join(f"{r['model']} FID {r['fid_domain']:.2f}" for r in rows), flush=True)
     return rows
@@ -72,16 +77,18 @@ def _mean_std(values: list, digits: int) -> str:
 def table(rows: list, seeds: list, n: int, seconds: float) -> str:
     """The Markdown table: mean ± std over seeds per model, the paper's MNIST values beside."""
     models = [m for pair in NAMES.values() for m in pair if any(r["model"] == m for r in rows)]
+    timing = ("Trained and scored earlier (--reuse); see the README for the wall time." if any(r["reused"] for r in rows)
+              else f"Wall time {seconds / 60:.0f} min.")
     lines = [f"mnist5k (4,000 training digits), seeds {', '.join(map(str, seeds))}; domain FID / KID: {n:,} "
              f"generated images against the training split, features of {rows[0]['features']}; held-out kernel "
              "metric and reconstruction error (mean per-image sum of squared errors, pixels in [0, 1]) on the "
-             f"1,000 held-out digits. Wall time {seconds / 60:.0f} min. Paper: MNIST (60,000 images), Inception FID.",
-             "", "| model | domain FID | domain KID | held-out kernel metric | reconstruction error | paper FID | "
-             "paper rec. error |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             f"1,000 held-out digits. {timing} Paper: MNIST (60,000 images), Inception FID.",
+             "", "| model | seeds | domain FID | domain KID | held-out kernel metric | reconstruction error | "
+             "paper FID | paper rec. error |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for model in models:
         mine = [r for r in rows if r["model"] == model]
         fid, rec = PAPER[model]
-        lines.append(f"| {model} | {_mean_std([r['fid_domain'] for r in mine], 2)} | "
+        lines.append(f"| {model} | {len(mine)} | {_mean_std([r['fid_domain'] for r in mine], 2)} | "
                      f"{_mean_std([r['kid_domain'] for r in mine], 3)} | "
                      f"{_mean_std([r['heldout_metric'] for r in mine], 5)} | "
                      f"{_mean_std([r['reconstruction_error'] for r in mine], 1)} | {fid} | {rec or '–'} |")
@@ -107,13 +114,15 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of PyTorch (the MLPs gain nothing from more)")
     parser.add_argument("--reuse", action="store_true",
                         help="read runs that are already trained and scored (n images) instead of retraining them")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="tabulate the finished, scored runs only; train nothing")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rows = []
     for objective in args.objectives:
         for seed in args.seeds:
             rows += run_cli(measure, f"{args.out}/{objective}-seed{seed}", objective, seed, args.n, args.device,
-                            args.threads, args.reuse)
+                            args.threads, args.reuse, args.finished_only)
     seconds = time.perf_counter() - start
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
