@@ -33,28 +33,35 @@ PAPER = {"AE": (52, 11), "AE+LT": (22, None), "CWAE": (23, 11), "CWAE+LT": (20, 
 COLUMNS = ("fid_domain", "kid_domain", "heldout_metric", "reconstruction_error")
 
 
-def _finished(path: str, n: int):
-    """(summary, FID/KID record of n images) of a finished, scored stage in `path`, else None."""
-    records = Run(path).metrics()
-    summaries = [r for r in records if "heldout_metric" in r]
-    scores = [r for r in records if "kid_domain" in r and r.get("generated") == n]
-    return (summaries[-1], scores[-1]) if summaries and scores else None
+def _trained(path: str):
+    """The final summary of a trained stage in `path`, else None."""
+    summaries = [r for r in Run(path).metrics() if "heldout_metric" in r]
+    return summaries[-1] if summaries else None
 
 
-def measure(out: str, objective: str, seed: int, n: int, device: str, threads: int, reuse: bool,
+def _scored(path: str, n: int, subsets: int):
+    """The last domain FID/KID record of n images and `subsets` KID subsets in `path`, else None."""
+    scores = [r for r in Run(path).metrics()
+              if "kid_domain" in r and r.get("generated") == n and r.get("kid_subsets") == subsets]
+    return scores[-1] if scores else None
+
+
+def measure(out: str, objective: str, seed: int, n: int, subsets: int, device: str, threads: int, reuse: bool,
             finished_only: bool = False) -> list:
-    """Trains both stages and scores them (or, with `reuse` or `finished_only`, reads a finished pair);
-    returns [stage-1 row, stage-2 row], or [] for an unfinished pair with `finished_only`."""
+    """Trains both stages and scores them; with `reuse` (or `finished_only`) a pair already trained is
+    kept and a score already computed with the same n and subsets is read. Returns
+    [stage-1 row, stage-2 row], or [] for an untrained pair with `finished_only`."""
     start = time.perf_counter()
-    done = [_finished(path, n) for path in (out, f"{out}/latent")] if reuse or finished_only else [None]
-    reused = None not in done
+    summaries = [_trained(path) for path in (out, f"{out}/latent")] if reuse or finished_only else [None]
+    reused = None not in summaries
     if not reused and finished_only:
-        print(f"{objective} seed {seed}: not finished in {out}, left out", flush=True)
+        print(f"{objective} seed {seed}: not trained in {out}, left out", flush=True)
         return []
     if not reused:
-        first, second = two_stages(out, objective, seed, device, threads, progress=False, score=False)
-        done = [(summary, fid_kid(Run(summary["run"]), "domain", n, True, torch.device("cpu")))
-                for summary in (first, second)]
+        summaries = two_stages(out, objective, seed, device, threads, progress=False, score=False)
+    done = [(summary, (reused and _scored(summary["run"], n, subsets))
+             or fid_kid(Run(summary["run"]), "domain", n, True, torch.device("cpu"), kid_subsets=subsets))
+            for summary in summaries]
     reconstruction_error = done[0][0]["reconstruction_error"]
     rows = [{"model": name, "objective": objective, "seed": seed, "run": summary["run"],
              "fid_domain": scores["fid_domain"], "kid_domain": scores["kid_domain"],
@@ -110,19 +117,21 @@ def main(argv=None) -> None:
     parser.add_argument("--results", default="docs/compare-mnist5k",
                         help="folder of table.md, results.json and the sample grids")
     parser.add_argument("--n", type=int, default=10000, help="generated images per FID / KID (the paper: 10,000)")
+    parser.add_argument("--kid-subsets", type=int, default=100,
+                        help="KID subsets of <= 1,000 images (clean-fid's default 100; about 0.75 s of CPU each)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, ...")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of PyTorch (the MLPs gain nothing from more)")
     parser.add_argument("--reuse", action="store_true",
-                        help="read runs that are already trained and scored (n images) instead of retraining them")
-    parser.add_argument("--finished-only", action="store_true",
-                        help="tabulate the finished, scored runs only; train nothing")
+                        help="keep runs already trained (and scores already computed with the same --n, --kid-subsets)")
+    parser.add_argument("--finished-only", action="store_true", help="as --reuse, but train nothing: leave out "
+                                                                    "untrained pairs")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rows = []
     for objective in args.objectives:
         for seed in args.seeds:
-            rows += run_cli(measure, f"{args.out}/{objective}-seed{seed}", objective, seed, args.n, args.device,
-                            args.threads, args.reuse, args.finished_only)
+            rows += run_cli(measure, f"{args.out}/{objective}-seed{seed}", objective, seed, args.n,
+                            args.kid_subsets, args.device, args.threads, args.reuse, args.finished_only)
     seconds = time.perf_counter() - start
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)

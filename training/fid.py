@@ -77,15 +77,15 @@ def fid(generated: np.ndarray, reference: np.ndarray) -> float:
     return float(fid_from_feats(generated.astype(np.float64), reference.astype(np.float64)))
 
 
-def kid(generated: np.ndarray, reference: np.ndarray) -> float:
-    """clean-fid's KID (cubic polynomial kernel, 100 subsets of <= 1,000) in float32, numpy seeded with
-    KID_SEED (the global numpy state is restored)."""
+def kid(generated: np.ndarray, reference: np.ndarray, subsets: int = 100) -> float:
+    """clean-fid's KID (cubic polynomial kernel, `subsets` subsets of <= 1,000 images; clean-fid's default
+    100) in float32, numpy seeded with KID_SEED (the global numpy state is restored)."""
     from cleanfid.fid import kernel_distance
 
     state = np.random.get_state()
     np.random.seed(KID_SEED)
     try:
-        return kernel_distance(generated.astype(np.float32), reference.astype(np.float32))
+        return kernel_distance(generated.astype(np.float32), reference.astype(np.float32), num_subsets=subsets)
     finally:
         np.random.set_state(state)
 
