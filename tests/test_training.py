@@ -9,7 +9,7 @@ from torch import nn
 import lcw_fast
 from helpers import assert_close
 from lcw_fast import reference
-from training import compare_priors, data, demo, errors, latent, loop, models, objectives, sample, train
+from training import compare, data, demo, errors, evaluate, latent, loop, models, objectives, sample, train
 from training.runs import Run
 from training.world import World
 
@@ -217,7 +217,7 @@ def test_offline_download_message(monkeypatch, tmp_path, capsys, name, files):
 
 
 @pytest.mark.parametrize("cli,flag", [(train, "--objective"), (latent, "--ae"), (sample, "--interpolations"),
-                                      (demo, "--out"), (compare_priors, "--seeds")])
+                                      (demo, "--out"), (compare, "--seeds"), (evaluate, "--inception-weights")])
 def test_cli_help(capsys, cli, flag):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--help"])

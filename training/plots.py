@@ -2,6 +2,7 @@
 
 Images are (N, C, H, W) tensors in [0, 1].
 """
+import math
 from pathlib import Path
 
 import matplotlib
@@ -9,17 +10,32 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
 
 
-def grid(images: torch.Tensor, path, nrow: int = 8) -> None:
-    save_image(images.detach().float().cpu().clamp(0, 1), Path(path), nrow=nrow, padding=2, pad_value=1.0)
+def grid(images: torch.Tensor, path, nrow: int = 8, row_labels=None) -> None:
+    """A grid of `nrow` images per row; `row_labels` (optional, cycled over the rows) are written in a
+    white margin left of each row."""
+    pictures = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+    picture = Image.fromarray(pictures.mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy())
+    if row_labels:
+        font = ImageFont.load_default()
+        margin = 6 + max(int(ImageDraw.Draw(picture).textlength(label, font=font)) for label in row_labels)
+        labelled = Image.new("RGB", (margin + picture.width, picture.height), "white")
+        labelled.paste(picture, (margin, 0))
+        draw, row_height = ImageDraw.Draw(labelled), images.shape[-2] + 2
+        for row in range(math.ceil(len(images) / nrow)):
+            draw.text((3, 2 + row * row_height + row_height // 2), row_labels[row % len(row_labels)], fill="black",
+                      font=font, anchor="lm")
+        picture = labelled
+    picture.save(Path(path))
 
 
 def reconstructions(originals: torch.Tensor, reconstructed: torch.Tensor, path, per_row: int = 8) -> None:
-    """Rows alternate: `per_row` originals, then their reconstructions."""
+    """Rows alternate, and are labelled: `per_row` originals, then their reconstructions."""
     rows = [t for pair in zip(originals.split(per_row), reconstructed.split(per_row)) for t in pair]
-    grid(torch.cat(rows), path, nrow=per_row)
+    grid(torch.cat(rows), path, nrow=per_row, row_labels=("original", "reconstruction"))
 
 
 def interpolation_paths(lg, decoder, z1: torch.Tensor, zk: torch.Tensor, steps: int = 10):
@@ -36,15 +52,16 @@ def interpolation_paths(lg, decoder, z1: torch.Tensor, zk: torch.Tensor, steps: 
 
 
 def interpolations(lg, decoder, z1: torch.Tensor, zk: torch.Tensor, path, steps: int = 10) -> None:
-    """One PNG; per pair of noise points two rows: top linear in Z (alpha LG(z1) + (1-alpha) LG(zk)),
-    bottom LG(alpha z1 + (1-alpha) zk)."""
+    """One PNG; per pair of noise points two labelled rows: top linear in Z (alpha LG(z1) + (1-alpha) LG(zk)),
+    bottom through LG, LG(alpha z1 + (1-alpha) zk)."""
     linear, latent_trick = interpolation_paths(lg, decoder, z1, zk, steps)
     rows = torch.stack([linear, latent_trick], 1).flatten(0, 2)
-    grid(rows, path, nrow=steps)
+    grid(rows, path, nrow=steps, row_labels=("linear in Z", "through LG"))
 
 
-def loss_curve(records: list, path, title: str) -> None:
-    """Training loss (every logged step) and validation loss (every evaluation) against the step."""
+def loss_curve(records: list, path, title: str, loss: str = "loss") -> None:
+    """Training loss (every logged step) and validation loss (every evaluation) against the step;
+    `loss` names the quantity (the y axis label)."""
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r and "heldout_metric" not in r]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -52,7 +69,7 @@ def loss_curve(records: list, path, title: str) -> None:
         if points:
             ax.plot(*zip(*points), label=label, marker="." if label.startswith("val") else None)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(loss)
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()

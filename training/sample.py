@@ -10,6 +10,7 @@ import torch
 
 from . import plots
 from .cli import POSITIVE, config_from_args, field, run_cli, validate
+from .errors import ConfigError
 from .models import load_autoencoder, load_generator
 from .runs import Run
 from .world import pick_device
@@ -24,7 +25,7 @@ class SampleConfig:
                                      "(default: the run folder)")
     seed: int = field(0, "seed of the noise")
     checkpoint: str = field("last", "which checkpoint to sample from", choices=("last", "best"))
-    interpolations: bool = field(False, "stage 2 only: also write <out>-interpolations.png (the two "
+    interpolations: bool = field(False, "stage-2 runs only: also write <out>-interpolations.png (the two "
                                         "interpolations of the paper's Fig. 7), 8 pairs x 10 steps")
     device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, ...")
 
@@ -46,6 +47,9 @@ def sample(cfg: SampleConfig) -> str:
     """Writes the PNG(s); returns the sample grid's path."""
     device = pick_device(cfg.device)
     run = Run(cfg.run)
+    if cfg.interpolations and run.config()["stage"] != 2:
+        raise ConfigError(f"--interpolations needs a stage-2 run (from training.latent: the interpolations go "
+                          f"through LG); {cfg.run} is a stage-1 run, try {Path(cfg.run) / 'latent'}")
     dim, generate = generator(run, device, cfg.checkpoint)
     rng = torch.Generator().manual_seed(cfg.seed)
     out = cfg.out or str(run.path)
@@ -53,7 +57,7 @@ def sample(cfg: SampleConfig) -> str:
         Path(out).mkdir(parents=True, exist_ok=True)
         out = str(Path(out) / f"samples-seed{cfg.seed}.png")
     plots.grid(generate(torch.randn(cfg.n, dim, generator=rng).to(device)), out, nrow=cfg.nrow)
-    if cfg.interpolations and run.config()["stage"] == 2:
+    if cfg.interpolations:
         lg, autoencoder = load_generator(run, device, cfg.checkpoint)
         ends = torch.randn(16, dim, generator=rng).to(device)
         plots.interpolations(lg, autoencoder.decoder, ends[:8], ends[8:], out.removesuffix(".png") + "-interpolations.png")

@@ -1,0 +1,128 @@
+"""Domain features for FID on machines without the Inception weights: a small LeNet-style digit
+classifier trained on the data set's training split, its 128 penultimate activations as features.
+
+Trained once per data set (mnist5k, mnist, fmnist: the labelled 28x28 sets) and cached as
+<cache>/<data>-lenet.pt with a sidecar <data>-lenet.json holding the file's sha256, the checksum of
+the training images it was trained on, its test accuracy and its settings; a cache whose checksum or
+training data do not match is retrained. Domain FID is only comparable with domain FID from the same
+classifier (same sha256), never with Inception FID or the paper's numbers.
+"""
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import data as datasets
+from .errors import ConfigError
+from .fid import Extractor, to_uint8
+
+EPOCHS = 8
+BATCH = 128
+LR = 1e-3
+SEED = 0
+
+
+class LeNet(nn.Module):
+    """(B, 1, 28, 28) in [0, 1] -> logits (B, classes); features(): the (B, 128) penultimate ReLU."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 5), nn.ReLU(),
+                                  nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 128), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(0.25), nn.Linear(128, classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_checksum(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """sha256 of the uint8 training images and their labels."""
+    digest = hashlib.sha256(to_uint8(images).numpy().tobytes())
+    digest.update(labels.numpy().astype("int64").tobytes())
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def accuracy(model: LeNet, images: torch.Tensor, labels: torch.Tensor) -> float:
+    model.eval()
+    predicted = torch.cat([model(x).argmax(1) for x in images.split(1000)])
+    return (predicted == labels).double().mean().item()
+
+
+def train_classifier(images, labels, epochs: int, seed: int = SEED) -> LeNet:
+    """Adam, cross entropy, BATCH images per step, `epochs` shuffled passes (seeded)."""
+    torch.manual_seed(seed)
+    model = LeNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    rng = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        for batch in torch.randperm(len(images), generator=rng).split(BATCH):
+            loss = nn.functional.cross_entropy(model(images[batch]), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+def classifier(name: str, root: str = "data", cache: str = None, epochs: int = None):
+    """(LeNet in eval mode, its sidecar dict) for data set `name`, from <cache> (default <root>/features)
+    or trained now for `epochs` (default EPOCHS) and cached. Raises ConfigError for a data set without labels."""
+    epochs = epochs or EPOCHS
+    if name not in datasets.LABELLED:
+        raise ConfigError(f"no domain feature extractor for --data {name} (only {', '.join(datasets.LABELLED)}: "
+                          "it is a classifier trained on their labels); use --fid inception")
+    train_x, train_y, test_x, test_y = datasets.labelled(name, root)
+    folder = Path(cache or os.path.join(root, "features"))
+    weights, sidecar = folder / f"{name}-lenet.pt", folder / f"{name}-lenet.json"
+    checksum = data_checksum(train_x, train_y)
+    if weights.is_file() and sidecar.is_file():
+        meta = json.loads(sidecar.read_text())
+        if meta.get("data_sha256") == checksum and meta.get("epochs") == epochs and meta["sha256"] == _sha256(weights):
+            model = LeNet()
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            return model.eval(), meta
+    print(f"training the domain classifier for {name} ({len(train_x)} images, {epochs} epochs; cached in {weights})")
+    start = time.perf_counter()
+    model = train_classifier(train_x, train_y, epochs)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = weights.with_name(weights.name + ".tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, weights)
+    meta = {"data": name, "sha256": _sha256(weights), "data_sha256": checksum, "epochs": epochs,
+            "test_accuracy": accuracy(model, test_x, test_y), "test_images": len(test_x),
+            "train_images": len(train_x), "seconds": time.perf_counter() - start}
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, sidecar)
+    print(f"  test accuracy {meta['test_accuracy']:.4f} on {len(test_x)} test images, {meta['seconds']:.0f} s")
+    return model, meta
+
+
+def extractor(name: str, root: str = "data", cache: str = None, device=torch.device("cpu"),
+              epochs: int = None) -> Extractor:
+    """The clean-fid custom feature extractor of data set `name`: clean-fid's (B, 3, 28, 28) batches in
+    [0, 255] (grey PNGs read as RGB, no resize) -> the classifier's (B, 128) features."""
+    model, meta = classifier(name, root, cache, epochs)
+    model = model.to(device)
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        return model.features(x[:, :1].to(device) / 255.0)
+
+    label = f"domain (LeNet {meta['sha256'][:12]}, test accuracy {meta['test_accuracy']:.4f})"
+    return Extractor(label, features, resize=lambda image: image, device=device)
