@@ -64,6 +64,7 @@ def accuracy(model: LeNet, images: torch.Tensor, labels: torch.Tensor) -> float:
     return (predicted == labels).double().mean().item()
 
 
+@torch.enable_grad()  # also when called under no_grad, e.g. from fid_kid at the end of a stage
 def train_classifier(images, labels, epochs: int, seed: int = SEED) -> LeNet:
     """Adam, cross entropy, BATCH images per step, `epochs` shuffled passes (seeded)."""
     torch.manual_seed(seed)
