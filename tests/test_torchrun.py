@@ -17,8 +17,10 @@ from training import train
 from training.runs import Run
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMON = ["--data", "mnist5k", "--batch-size", "400", "--log-every", "1", "--device", "cpu", "--threads", "1",
-          "--no-progress"]
+# lambda pinned: the comparison must not move with the mnist5k defaults (at lambda 1 Adam amplifies the
+# ranks' different float32 summation order to 2e-5 in single weights within 10 steps).
+COMMON = ["--data", "mnist5k", "--batch-size", "400", "--lam", "0.1", "--log-every", "1", "--device", "cpu",
+          "--threads", "1", "--no-progress"]
 
 
 def _torchrun(argv, **kw):
@@ -67,7 +69,8 @@ def test_two_ranks_equal_one_process(runs):
     _compare(runs / "ddp", runs / "one")
     config = Run(runs / "ddp").config()
     assert (config["world_size"], config["batch_size"], config["rank_batch_size"]) == (2, 400, 200)
-    final = lambda path: {k: v for k, v in Run(path).metrics()[-1].items() if k != "images_per_s"}
+    final = lambda path: {k: v for k, v in [r for r in Run(path).metrics() if "heldout_metric" in r][-1].items()
+                          if k != "images_per_s"}  # the stage's summary (the stage-end FID record follows it)
     assert final(runs / "ddp").keys() == final(runs / "one").keys()
     assert final(runs / "ddp")["heldout_metric"] == pytest.approx(final(runs / "one")["heldout_metric"], rel=1e-5)
 

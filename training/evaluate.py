@@ -147,6 +147,8 @@ def stage_end(summary: dict) -> dict:
     a domain extractor; returns the summary with "fid_domain" added (the record goes to metrics.jsonl)."""
     from .runs import Run
 
+    if "run" not in summary:  # a torchrun rank other than the writer: rank 0 scores the stage
+        return summary
     run = Run(summary["run"])
     if not has_domain_extractor(run):
         return summary
