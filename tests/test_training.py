@@ -13,6 +13,9 @@ from training import compare, data, demo, errors, evaluate, latent, loop, models
 from training.runs import Run
 from training.world import World
 
+# the stage-1 config.json of a run from before the MLPs had BatchNorm
+TRAIN_CONFIG_BEFORE_BN = {"data": "mnist5k", "objective": "cw2", "latent": 8, "epochs": 1, "batch_size": 64,
+                          "lr": 2e-3, "lam": 1.0, "gamma": "auto", "seed": 0, "stage": 1, "shape": [1, 28, 28]}
 SMOKE = dict(data="mnist5k", epochs=1, batch_size=200, eval_every=10, ckpt_every=10, progress=False, device="cpu",
              threads=1)
 
@@ -33,6 +36,28 @@ def test_autoencoder_shapes(shape, latent_dim):
     assert z.shape == (3, latent_dim) and x_hat.shape == (3, *shape)
     assert x_hat.min() >= 0 and x_hat.max() <= 1
     assert model.decoder(torch.randn(5, latent_dim)).shape == (5, *shape)
+
+
+def test_mlp_autoencoder_architecture():
+    """The authors' code: 3 x (Linear 256, BatchNorm, ReLU) each way; --no-batch-norm drops the BatchNorm."""
+    model = models.Autoencoder((1, 28, 28), 8)
+    for net in (model.encoder, model.decoder):
+        assert sum(isinstance(m, nn.BatchNorm1d) for m in net) == 3
+        assert [m.out_features for m in net if isinstance(m, nn.Linear)][:3] == [256] * 3
+    plain = models.Autoencoder((1, 28, 28), 8, mlp_width=200, batch_norm=False)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in plain.modules())
+
+
+def test_run_from_before_batch_norm_loads(tmp_path):
+    """A run folder written before the MLPs had BatchNorm (config.json without batch_norm / mlp_width)
+    loads as the 200-unit network it was."""
+    old = models.Autoencoder((1, 28, 28), 8, mlp_width=200, batch_norm=False)
+    run = Run(tmp_path / "old")
+    run.start({**TRAIN_CONFIG_BEFORE_BN, "out": str(run.path)}, resume=False)
+    run.save("last", {"step": 0, "best_val": float("inf"), "models": {"autoencoder": old.state_dict()}})
+    loaded = models.load_autoencoder(run, torch.device("cpu"))
+    x = torch.rand(4, 1, 28, 28)
+    assert_close(loaded(x)[0], old.eval()(x)[0], name="reconstructions")
 
 
 def test_latent_generator_shapes():

@@ -1,6 +1,8 @@
 """The paper's networks (Architecture section). Images are (B, C, H, W) in [0, 1]; latents (B, latent).
 
-28x28 grey (and any other shape but 3x64x64): MLP encoder/decoder.
+28x28 grey (and any other shape but 3x64x64): MLP encoder/decoder, 3 hidden layers of 256 units with
+BatchNorm, as in the authors' code (gmum/lcw-generator); the paper's text gives 200 units without
+BatchNorm (batch_norm=False, width=200 builds that).
 3x64x64 RGB (CelebA): convolutional encoder/decoder.
 Latent generator LG: noise (B, noise) -> latent (B, latent).
 load_autoencoder / load_generator rebuild the trained networks of a run folder.
@@ -24,18 +26,22 @@ def _mlp(sizes, hidden_layers: int, width: int, out: int, batch_norm: bool = Fal
     return layers + [nn.Linear(previous, out)]
 
 
-class MLPEncoder(nn.Sequential):
-    """(B, C, H, W) -> (B, latent): layers x (Linear width, ReLU) -> Linear(latent)."""
+MLP_WIDTH = 256
 
-    def __init__(self, shape, latent: int, width: int = 200, layers: int = 3):
-        super().__init__(nn.Flatten(), *_mlp(math.prod(shape), layers, width, latent))
+
+class MLPEncoder(nn.Sequential):
+    """(B, C, H, W) -> (B, latent): layers x (Linear width, [BatchNorm], ReLU) -> Linear(latent)."""
+
+    def __init__(self, shape, latent: int, width: int = MLP_WIDTH, layers: int = 3, batch_norm: bool = True):
+        super().__init__(nn.Flatten(), *_mlp(math.prod(shape), layers, width, latent, batch_norm))
 
 
 class MLPDecoder(nn.Sequential):
-    """(B, latent) -> (B, C, H, W): layers x (Linear width, ReLU) -> Linear(C*H*W) -> sigmoid."""
+    """(B, latent) -> (B, C, H, W): layers x (Linear width, [BatchNorm], ReLU) -> Linear(C*H*W) -> sigmoid."""
 
-    def __init__(self, shape, latent: int, width: int = 200, layers: int = 3):
-        super().__init__(*_mlp(latent, layers, width, math.prod(shape)), nn.Sigmoid(), nn.Unflatten(1, tuple(shape)))
+    def __init__(self, shape, latent: int, width: int = MLP_WIDTH, layers: int = 3, batch_norm: bool = True):
+        super().__init__(*_mlp(latent, layers, width, math.prod(shape), batch_norm), nn.Sigmoid(),
+                         nn.Unflatten(1, tuple(shape)))
 
 
 def _conv_block(conv: nn.Module, channels: int) -> list:
@@ -72,9 +78,10 @@ class ConvDecoder(nn.Sequential):
 
 class Autoencoder(nn.Module):
     """encoder E: images -> latents, decoder D: latents -> images. width: a factor on the conv
-    networks' channel counts (the benchmarks narrow them for CPU runs; training uses 1)."""
+    networks' channel counts (the benchmarks narrow them for CPU runs; training uses 1).
+    mlp_width, batch_norm: hidden units and BatchNorm of the MLPs (the conv networks always have BatchNorm)."""
 
-    def __init__(self, shape, latent: int, width: float = 1.0):
+    def __init__(self, shape, latent: int, width: float = 1.0, mlp_width: int = MLP_WIDTH, batch_norm: bool = True):
         super().__init__()
         self.shape, self.latent = tuple(shape), latent
         if self.shape == (3, 64, 64):
@@ -82,7 +89,8 @@ class Autoencoder(nn.Module):
             self.encoder = ConvEncoder(latent, narrow(ENCODER_CHANNELS))
             self.decoder = ConvDecoder(latent, narrow(DECODER_CHANNELS))
         else:
-            self.encoder, self.decoder = MLPEncoder(shape, latent), MLPDecoder(shape, latent)
+            self.encoder = MLPEncoder(shape, latent, mlp_width, batch_norm=batch_norm)
+            self.decoder = MLPDecoder(shape, latent, mlp_width, batch_norm=batch_norm)
 
     def forward(self, x: torch.Tensor):
         """(B, C, H, W) -> (reconstruction (B, C, H, W), latent (B, latent))."""
@@ -122,7 +130,9 @@ class LatentGenerator(nn.Module):
 def load_autoencoder(run: Run, device: torch.device, checkpoint: str = "last") -> Autoencoder:
     """The stage-1 autoencoder of `run`, in eval mode."""
     config = run.config()
-    model = Autoencoder(config["shape"], config["latent"]).to(device)
+    # runs written before the MLPs had BatchNorm (config without these keys) had 200 units, no BatchNorm
+    model = Autoencoder(config["shape"], config["latent"], mlp_width=config.get("mlp_width", 200),
+                        batch_norm=config.get("batch_norm", False)).to(device)
     model.load_state_dict(run.load(checkpoint, device)["models"]["autoencoder"])
     return model.eval()
 

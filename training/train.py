@@ -18,7 +18,7 @@ from .cli import NON_NEGATIVE, POSITIVE, RunOptions, config_from_args, field, re
 from .errors import ConfigError
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise, scored
 from .loop import LoopConfig, Stage, fit
-from .models import Autoencoder
+from .models import MLP_WIDTH, Autoencoder
 from .objectives import LOSS_NAMES, STAGE1, autoencoder_loss, parse_gamma, squared_error
 from .runs import Run
 from .world import start
@@ -40,6 +40,8 @@ class AutoencoderConfig(RunOptions):
                                  minimum=NON_NEGATIVE)
     gamma: str = field("auto", "image-space bandwidth of cw2: auto = Silverman (1.06 sigma n^-1/5)^2 from the "
                                "training pixels' std and the batch size; silverman = per batch; or a number")
+    batch_norm: bool = field(True, "BatchNorm after each hidden layer of the 28x28 MLPs, as the authors' code "
+                                   "(--no-batch-norm: the paper's text; the conv networks always have it)")
     seed: int = field(0, "seed of initialisation and data order (the mnist5k split is fixed)")
 
 
@@ -67,12 +69,14 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
             raise ConfigError("--resume needs --out, the run folder to continue")
         stored = Run(cfg.out).config()
         cfg = restore(AutoencoderConfig, stored, resume=True, overwrite=False, epochs=cfg.epochs or stored["epochs"],
+                      batch_norm=stored.get("batch_norm", False),  # runs from before the flag had none
                       chunk_size=cfg.chunk_size or stored.get("chunk_size"), device=cfg.device, threads=cfg.threads,
                       progress=cfg.progress)
     run = Run(cfg.out or f"runs/{cfg.data.replace(':', '-').replace('/', '_')}-{cfg.objective}")
     run.check_start(cfg.resume, cfg.overwrite)
     data = datasets.load(cfg.data, cfg.data_root, workers=cfg.workers).to(world.device)
     cfg = resolve(dataclasses.replace(cfg, out=str(run.path)), data.shape)
+    mlp_width = stored.get("mlp_width", 200) if cfg.resume else MLP_WIDTH
     local_batch = world.local_batch(cfg.batch_size)
     steps = datasets.steps(cfg.epochs, len(data), cfg.batch_size)
     std = datasets.pixel_std(data)
@@ -80,10 +84,11 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
     world.barrier()  # every rank has checked the folder before rank 0 writes to it
     if world.writer:
         run.start({**dataclasses.asdict(cfg), "stage": 1, "shape": list(data.shape), "pixel_std": std,
-                   "gamma_value": gamma, "world_size": world.size, "rank_batch_size": local_batch}, cfg.resume)
+                   "gamma_value": gamma, "mlp_width": mlp_width, "world_size": world.size,
+                   "rank_batch_size": local_batch}, cfg.resume)
 
     torch.manual_seed(cfg.seed)
-    model = Autoencoder(data.shape, cfg.latent).to(world.device)
+    model = Autoencoder(data.shape, cfg.latent, mlp_width=mlp_width, batch_norm=cfg.batch_norm).to(world.device)
 
     def validate():
         x_hat, z = model(data.heldout)
