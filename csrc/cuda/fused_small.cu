@@ -204,10 +204,28 @@ __device__ __forceinline__ void tile_pair(int64_t p, bool self, int64_t tiles_y,
   j = i + p;
 }
 
+// Loads tile i of x (unless it is already loaded) and tile j of y, forms their Gram tile and returns
+// the pair's kernel sum (twice for an off-diagonal pair of a self-sum); with GRAD the tile keeps the
+// kernel weights for grad_tile.
+template <Prec P, int DP, bool GRAD>
+__device__ __forceinline__ double pair_sum(const Tiles<P, DP>& t, const Args<P>& a, bool self, int64_t i, int64_t j,
+                                           int64_t& loaded) {
+  using C = TileShape<P, DP>;
+  __syncthreads();  // every thread is done with the previous tiles
+  if (i != loaded) {
+    load_tile<P, DP>(t.xs, a.x, i * C::BM, a.n, a.dim);
+    loaded = i;
+  }
+  load_tile<P, DP>(t.ys, a.y, j * C::BN, a.m, a.dim);
+  __syncthreads();
+  gram_tile<P, DP>(t, a.dim);
+  __syncthreads();
+  return kernel_tile<P, DP, GRAD>(t, a, i * C::BM, j * C::BN, self && j != i ? 2.0 : 1.0);
+}
+
 template <Prec P, int DP>
 __global__ void __launch_bounds__(kBlockThreads, 1)
 fused_value_kernel(Args<P> a, bool self, int64_t tiles_y, int64_t pairs, int64_t chunk, double* partials) {
-  using C = TileShape<P, DP>;
   extern __shared__ __align__(128) unsigned char smem[];
   const Tiles<P, DP> t(smem);
   int64_t p = int64_t(blockIdx.x) * chunk, i, j, loaded = -1;
@@ -215,16 +233,7 @@ fused_value_kernel(Args<P> a, bool self, int64_t tiles_y, int64_t pairs, int64_t
   tile_pair(p, self, tiles_y, i, j);
   double total = 0.0;
   for (; p < p_end; ++p) {
-    __syncthreads();  // every thread is done reading the previous tiles
-    if (i != loaded) {
-      load_tile<P, DP>(t.xs, a.x, i * C::BM, a.n, a.dim);
-      loaded = i;
-    }
-    load_tile<P, DP>(t.ys, a.y, j * C::BN, a.m, a.dim);
-    __syncthreads();
-    gram_tile<P, DP>(t, a.dim);
-    __syncthreads();
-    total += kernel_tile<P, DP, false>(t, a, i * C::BM, j * C::BN, self && j != i ? 2.0 : 1.0);
+    total += pair_sum<P, DP, false>(t, a, self, i, j, loaded);
     if (++j == tiles_y) {
       ++i;
       j = self ? i : 0;
@@ -259,16 +268,7 @@ fused_value_grad_kernel(Args<P> a, Sums<P> s, bool self, RoundPairs round, int64
   int64_t loaded = -1;
   for (int64_t i = A * gx; i < i_end; ++i) {
     for (int64_t j = self && A == B ? i : B * gy; j < j_end; ++j) {
-      __syncthreads();  // every thread is done with the previous tiles
-      if (i != loaded) {
-        load_tile<P, DP>(t.xs, a.x, i * C::BM, a.n, a.dim);
-        loaded = i;
-      }
-      load_tile<P, DP>(t.ys, a.y, j * C::BN, a.m, a.dim);
-      __syncthreads();
-      gram_tile<P, DP>(t, a.dim);
-      __syncthreads();
-      total += kernel_tile<P, DP, true>(t, a, i * C::BM, j * C::BN, self && j != i ? 2.0 : 1.0);
+      total += pair_sum<P, DP, true>(t, a, self, i, j, loaded);
       __syncthreads();
       const bool cols = s.acc_y != nullptr && !(self && i == j);
       grad_tile<P, DP>(t, acc_x + i * C::BM * DP, rows_x + i * C::BM, cols ? s.acc_y + j * C::BN * DP : nullptr,
