@@ -3,6 +3,7 @@
 Images are (N, C, H, W) tensors in [0, 1].
 """
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -70,7 +71,7 @@ def loss_curve(records: list, path, title: str, loss: str = "loss") -> None:
             ax.plot(*zip(*points), label=label, marker="." if label.startswith("val") else None)
     ax.set_xlabel("step")
     ax.set_ylabel(loss)
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, 64)), fontsize=10)  # long run paths stay inside
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
