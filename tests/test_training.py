@@ -60,6 +60,23 @@ def test_run_from_before_batch_norm_loads(tmp_path):
     assert_close(loaded(x)[0], old.eval()(x)[0], name="reconstructions")
 
 
+def test_resume_of_a_run_from_before_batch_norm_keeps_its_network(tmp_path, monkeypatch):
+    """--resume of a pre-BatchNorm run (200 units, config.json without batch_norm / mlp_width) continues
+    that network instead of building the new one."""
+    monkeypatch.setattr(train, "MLP_WIDTH", 200)
+    out = tmp_path / "old"
+    train.train_autoencoder(train.AutoencoderConfig(out=str(out), batch_norm=False, **SMOKE))
+    config = json.loads((out / "config.json").read_text())
+    legacy = {k: v for k, v in config.items() if k not in ("batch_norm", "mlp_width")}
+    (out / "config.json").write_text(json.dumps(legacy))
+    monkeypatch.undo()
+    train.train_autoencoder(train.AutoencoderConfig(out=str(out), resume=True, epochs=2, progress=False, device="cpu",
+                                                    threads=1))
+    resumed = Run(out).config()
+    assert (resumed["mlp_width"], resumed["batch_norm"]) == (200, False)
+    assert Run(out).load("last")["step"] == 40  # 2 epochs of 4,000 digits in batches of 200
+
+
 def test_latent_generator_shapes():
     lg = models.LatentGenerator(noise=3, latent=8)
     assert lg(torch.randn(7, 3)).shape == (7, 8)

@@ -2,7 +2,7 @@
 
 28x28 grey (and any other shape but 3x64x64): MLP encoder/decoder, 3 hidden layers of 256 units with
 BatchNorm, as in the authors' code (gmum/lcw-generator); the paper's text gives 200 units without
-BatchNorm (batch_norm=False, width=200 builds that).
+BatchNorm (mlp_width=200, batch_norm=False builds that).
 3x64x64 RGB (CelebA): convolutional encoder/decoder.
 Latent generator LG: noise (B, noise) -> latent (B, latent).
 load_autoencoder / load_generator rebuild the trained networks of a run folder.
@@ -27,6 +27,12 @@ def _mlp(sizes, hidden_layers: int, width: int, out: int, batch_norm: bool = Fal
 
 
 MLP_WIDTH = 256
+
+
+def mlp_settings(config: dict) -> dict:
+    """Autoencoder's mlp_width and batch_norm as a run's config.json records them; runs written before
+    the MLPs had BatchNorm record neither and had 200 units without BatchNorm."""
+    return {"mlp_width": config.get("mlp_width", 200), "batch_norm": config.get("batch_norm", False)}
 
 
 class MLPEncoder(nn.Sequential):
@@ -130,9 +136,7 @@ class LatentGenerator(nn.Module):
 def load_autoencoder(run: Run, device: torch.device, checkpoint: str = "last") -> Autoencoder:
     """The stage-1 autoencoder of `run`, in eval mode."""
     config = run.config()
-    # runs written before the MLPs had BatchNorm (config without these keys) had 200 units, no BatchNorm
-    model = Autoencoder(config["shape"], config["latent"], mlp_width=config.get("mlp_width", 200),
-                        batch_norm=config.get("batch_norm", False)).to(device)
+    model = Autoencoder(config["shape"], config["latent"], **mlp_settings(config)).to(device)
     model.load_state_dict(run.load(checkpoint, device)["models"]["autoencoder"])
     return model.eval()
 

@@ -18,7 +18,7 @@ from .cli import NON_NEGATIVE, POSITIVE, RunOptions, config_from_args, field, re
 from .errors import ConfigError
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise, scored
 from .loop import LoopConfig, Stage, fit
-from .models import MLP_WIDTH, Autoencoder
+from .models import MLP_WIDTH, Autoencoder, mlp_settings
 from .objectives import LOSS_NAMES, STAGE1, autoencoder_loss, parse_gamma, squared_error
 from .runs import Run
 from .world import start
@@ -69,14 +69,14 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
             raise ConfigError("--resume needs --out, the run folder to continue")
         stored = Run(cfg.out).config()
         cfg = restore(AutoencoderConfig, stored, resume=True, overwrite=False, epochs=cfg.epochs or stored["epochs"],
-                      batch_norm=stored.get("batch_norm", False),  # runs from before the flag had none
+                      batch_norm=mlp_settings(stored)["batch_norm"],
                       chunk_size=cfg.chunk_size or stored.get("chunk_size"), device=cfg.device, threads=cfg.threads,
                       progress=cfg.progress)
     run = Run(cfg.out or f"runs/{cfg.data.replace(':', '-').replace('/', '_')}-{cfg.objective}")
     run.check_start(cfg.resume, cfg.overwrite)
     data = datasets.load(cfg.data, cfg.data_root, workers=cfg.workers).to(world.device)
     cfg = resolve(dataclasses.replace(cfg, out=str(run.path)), data.shape)
-    mlp_width = stored.get("mlp_width", 200) if cfg.resume else MLP_WIDTH
+    mlp_width = mlp_settings(stored)["mlp_width"] if cfg.resume else MLP_WIDTH
     local_batch = world.local_batch(cfg.batch_size)
     steps = datasets.steps(cfg.epochs, len(data), cfg.batch_size)
     std = datasets.pixel_std(data)
