@@ -132,7 +132,7 @@ def fid_kid(run, kind: str, n: int, kid: bool, device: torch.device, seed: int =
     if key not in _REFERENCE:
         _REFERENCE[key] = extractor.features(fid.to_uint8(training_images(run, n_real)))
     reference = _REFERENCE[key]
-    record = {"step": run.load(checkpoint, device)["step"], "evaluation": "clean-fid", "checkpoint": checkpoint,
+    record = {"step": run.step(checkpoint), "evaluation": "clean-fid", "checkpoint": checkpoint,
               f"fid_{kind}": fid.fid(generated, reference), "features": extractor.name, "generated": n,
               "reference": f"training split, {len(reference)} images", "noise_seed": seed}
     if kid:

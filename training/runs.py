@@ -64,11 +64,18 @@ class Run:
     def has(self, name: str = "last") -> bool:
         return (self.path / f"{name}.pt").exists()
 
-    def load(self, name: str = "last", map_location: Optional[torch.device] = None) -> dict:
+    def _checkpoint(self, name: str) -> Path:
         path = self.path / f"{name}.pt"
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint {path}")
-        return torch.load(path, map_location=map_location or "cpu", weights_only=False)
+        return path
+
+    def load(self, name: str = "last", map_location: Optional[torch.device] = None) -> dict:
+        return torch.load(self._checkpoint(name), map_location=map_location or "cpu", weights_only=False)
+
+    def step(self, name: str = "last") -> int:
+        """The training step of checkpoint `name`; its tensors are memory-mapped, not read."""
+        return torch.load(self._checkpoint(name), map_location="cpu", weights_only=False, mmap=True)["step"]
 
 
 def _atomic(path: Path, write) -> None:

@@ -33,13 +33,23 @@ class SampleConfig:
         validate(self)
 
 
+def networks(run: Run, device: torch.device, checkpoint: str = "last"):
+    """(LG, autoencoder) of a stage-2 run, (None, autoencoder) of a stage-1 run, in eval mode."""
+    if run.config()["stage"] == 2:
+        return load_generator(run, device, checkpoint)
+    return None, load_autoencoder(run, device, checkpoint)
+
+
+def as_generator(lg, autoencoder):
+    """(noise dimension, noise -> images function) of networks(...): D(LG(z')), or D(z) without LG."""
+    if lg is not None:
+        return lg.noise, lambda z: autoencoder.decoder(lg(z))
+    return autoencoder.latent, autoencoder.decoder
+
+
 def generator(run: Run, device: torch.device, checkpoint: str = "last"):
     """(noise dimension, noise -> images function) of a stage-1 or stage-2 run."""
-    if run.config()["stage"] == 2:
-        lg, autoencoder = load_generator(run, device, checkpoint)
-        return lg.noise, lambda z: autoencoder.decoder(lg(z))
-    autoencoder = load_autoencoder(run, device, checkpoint)
-    return autoencoder.latent, autoencoder.decoder
+    return as_generator(*networks(run, device, checkpoint))
 
 
 @torch.no_grad()
@@ -50,7 +60,8 @@ def sample(cfg: SampleConfig) -> str:
     if cfg.interpolations and run.config()["stage"] != 2:
         raise ConfigError(f"--interpolations needs a stage-2 run (from training.latent: the interpolations go "
                           f"through LG); {cfg.run} is a stage-1 run, try {Path(cfg.run) / 'latent'}")
-    dim, generate = generator(run, device, cfg.checkpoint)
+    lg, autoencoder = networks(run, device, cfg.checkpoint)
+    dim, generate = as_generator(lg, autoencoder)
     rng = torch.Generator().manual_seed(cfg.seed)
     out = cfg.out or str(run.path)
     if not out.lower().endswith(".png"):
@@ -58,7 +69,6 @@ def sample(cfg: SampleConfig) -> str:
         out = str(Path(out) / f"samples-seed{cfg.seed}.png")
     plots.grid(generate(torch.randn(cfg.n, dim, generator=rng).to(device)), out, nrow=cfg.nrow)
     if cfg.interpolations:
-        lg, autoencoder = load_generator(run, device, cfg.checkpoint)
         ends = torch.randn(16, dim, generator=rng).to(device)
         plots.interpolations(lg, autoencoder.decoder, ends[:8], ends[8:], out.removesuffix(".png") + "-interpolations.png")
     print(out)
