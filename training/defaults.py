@@ -31,7 +31,7 @@ Where we differ from the paper, and why:
     256 units, BatchNorm,    batch 128, lr 1e-3, 250 epochs:                  21.0, FID 10.2 /  6.2
   (batch 64 at 50 epochs: 75.6, FID 40.6 / 29.9; gamma 0.05 instead of auto: 79.8, FID 42.7 / 43.8.)
   Below about 100 epochs the reconstructions of held-out digits are often another digit or a speckled
-  cloud; with BatchNorm and 150+ epochs they keep the digit. 200 epochs (6,250 steps) keeps the demo
+  cloud; with BatchNorm and 150+ epochs they keep the digit. 200 epochs (6,200 steps) keeps the demo
   near 5 minutes on 2 CPU cores; AE and CWAE get the same batch, lr and epochs so the comparison
   (training.compare) gives every first stage the same number of steps.
 - Stage 2 works in per-dimension standardised latent coordinates (LatentGenerator.set_coordinates),
