@@ -19,6 +19,7 @@ from torch import nn
 from . import data as datasets
 from .errors import ConfigError
 from .fid import Extractor, to_uint8
+from .runs import atomic_write
 
 EPOCHS = 8
 BATCH = 128
@@ -101,16 +102,11 @@ def classifier(name: str, root: str = "data", cache: str = None, epochs: int = N
     print(f"training the domain classifier for {name} ({len(train_x)} images, {epochs} epochs; cached in {weights})")
     start = time.perf_counter()
     model = train_classifier(train_x, train_y, epochs)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = weights.with_name(weights.name + ".tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, weights)
+    atomic_write(weights, lambda tmp: torch.save(model.state_dict(), tmp))
     meta = {"data": name, "sha256": _sha256(weights), "data_sha256": checksum, "epochs": epochs,
             "test_accuracy": accuracy(model, test_x, test_y), "test_images": len(test_x),
             "train_images": len(train_x), "seconds": time.perf_counter() - start}
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, sidecar)
+    atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
     print(f"  test accuracy {meta['test_accuracy']:.4f} on {len(test_x)} test images, {meta['seconds']:.0f} s")
     return model, meta
 

@@ -34,7 +34,7 @@ class Run:
             self.metrics_path.unlink(missing_ok=True)
             for name in CHECKPOINTS:
                 (self.path / f"{name}.pt").unlink(missing_ok=True)
-        _atomic(self.path / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+        atomic_write(self.path / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
 
     def config(self) -> dict:
         path = self.path / "config.json"
@@ -55,11 +55,11 @@ class Run:
     def truncate_metrics(self, step: int) -> None:
         """Drops records after `step` (written after the checkpoint a resumed run restarts from)."""
         kept = [r for r in self.metrics() if r.get("step", 0) <= step and "heldout_metric" not in r]
-        _atomic(self.metrics_path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)))
+        atomic_write(self.metrics_path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)))
 
     def save(self, name: str, state: dict) -> None:
         """Writes `name`.pt via a temporary file and a rename: a crash never leaves a torn checkpoint."""
-        _atomic(self.path / f"{name}.pt", lambda tmp: torch.save(state, tmp))
+        atomic_write(self.path / f"{name}.pt", lambda tmp: torch.save(state, tmp))
 
     def has(self, name: str = "last") -> bool:
         return (self.path / f"{name}.pt").exists()
@@ -78,7 +78,8 @@ class Run:
         return torch.load(self._checkpoint(name), map_location="cpu", weights_only=False, mmap=True)["step"]
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """write(tmp) to a temporary file beside `path`, then a rename: `path` is never left half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)

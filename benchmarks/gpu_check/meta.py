@@ -13,7 +13,11 @@ def read(out: Path) -> dict:
 
 def update(out: Path, info: dict) -> None:
     """Merges `info` into <out>/meta.json, through a temporary file and a rename."""
-    merged = {**read(out), **info}
-    tmp = Path(out) / (META + ".tmp")
-    tmp.write_text(json.dumps(merged, indent=1) + "\n")
-    os.replace(tmp, Path(out) / META)
+    write_text(Path(out) / META, json.dumps({**read(out), **info}, indent=1) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Writes `text` to `path` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,7 +1,6 @@
 """Last step: summary.md (the tables a reader wants) from results.jsonl, meta.json's finish time,
 and, when the tree is a git checkout and this was not a rehearsal, a copy of the out folder's
 files in benchmarks/results/<device-slug>/gpu-check/ for committing."""
-import os
 import shutil
 import time
 from collections import defaultdict
@@ -131,9 +130,7 @@ def write(out: Path) -> str:
             "Every number is a row of results.jsonl.", ""]
     text = "\n".join(head + _steps(all_rows) + _ceilings(all_rows) + _correctness(all_rows) + _sanitizer(all_rows)
                      + _benchmarks(all_rows) + _training(all_rows))
-    tmp = Path(out) / (SUMMARY + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, Path(out) / SUMMARY)
+    meta.write_text(Path(out) / SUMMARY, text)
     return text
 
 
