@@ -25,7 +25,7 @@ K32, K16 = {"BLOCK_K": 32}, {"BLOCK_K": 16}
 SUM_SHAPES = {"fp32": ((128, 128, 8, 3, K32), (64, 64, 4, 3, {"BLOCK_K": 64})), "fp64": ((64, 64, 4, 2, K16),)}
 WEIGHT_SHAPES = {"fp32": ((128, 128, 8, 3, K32), (128, 64, 8, 3, K32)), "fp64": ((64, 64, 4, 2, K16),)}
 # _wy_kernel: BLOCK_M rows of W times a [BLOCK_K, BLOCK_N] slice of Y (BLOCK_N columns of D).
-WY_SHAPES = {"fp32": ((128, 64, 4, 4, K32), (64, 128, 4, 3, K32)), "fp64": ((64, 64, 8, 2, K16),)}
+WY_SHAPES = {"fp32": ((128, 64, 4, 4, K32), (64, 128, 8, 3, K32)), "fp64": ((64, 64, 8, 2, K16),)}
 
 
 def _tuned(table):

@@ -7,6 +7,9 @@ Environment (read at every launch, so tests can set them):
                             write shows up as NaN.
   LCW_FAST_SCRATCH_BYTES    bound on the scratch a launch allocates beyond its O((n + m) D) outputs
                             (default 256 MiB).
+  LCW_FAST_INTERPRET_CONFIGS=all   under TRITON_INTERPRET=1, keep every autotune config of the tables
+                            (read at import; default: one 64 x 64 config per kernel, fast). For tests of
+                            the autotuning path itself, e.g. the GPU kit's config pinning.
 Precision: float32 in "default" mode multiplies by 3xTF32 (float32-accurate): the samples are split once
 per call into x = hi + lo (hi rounded to TF32, lo exact), so the kernels load both halves straight into
 the tensor-core operands, and the weights are split in registers; "fast" mode is one TF32 product;
@@ -52,8 +55,11 @@ def new_buffer(shape, dtype, device):
 
 def configs(shapes, interpreted=None):
     """triton.Config for each (BLOCK_M, BLOCK_N, num_warps, num_stages, extra kwargs); under the interpreter
-    only the first shape with 64 x 64 tiles (the interpreter runs one config, fast)."""
-    if INTERPRETED if interpreted is None else interpreted:
+    only the first shape with 64 x 64 tiles (the interpreter runs one config, fast), unless
+    LCW_FAST_INTERPRET_CONFIGS=all."""
+    if interpreted is None:
+        interpreted = INTERPRETED and os.environ.get("LCW_FAST_INTERPRET_CONFIGS", "") != "all"
+    if interpreted:
         shapes = (((64, 64, 1, 1) + tuple(shapes[0][4:])),)
     out = []
     for bm, bn, warps, stages, *extra in shapes:

@@ -215,3 +215,42 @@ def test_build_step_imports_lcw_fast_only_after_building():
     code = "import sys, benchmarks.gpu_check.build, benchmarks.gpu_check.__main__; print('lcw_fast' in sys.modules)"
     got = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert got.stdout.strip() == "False", got.stderr
+
+
+_PINNING_PROBE = """
+import json, sys
+from pathlib import Path
+from triton.runtime.autotuner import Autotuner
+kept, timed = [], []
+prune = Autotuner.prune_configs
+def counting_prune(self, kwargs):
+    out = prune(self, kwargs)
+    kept.append(len(out))
+    return out
+Autotuner.prune_configs = counting_prune
+Autotuner._bench = lambda self, *a, **k: timed.append(1) or [0.0, 0.0, 0.0]
+from benchmarks.gpu_check import correctness, rows
+out = Path(sys.argv[1])
+rc = correctness.run(out, 600.0, True)
+print(json.dumps({"rc": rc, "kept": kept, "timed": len(timed)}))
+"""
+
+
+@pytest.mark.slow
+def test_correctness_step_pins_every_autotuner_to_one_config(tmp_path):
+    """With the tables' real config lists (LCW_FAST_INTERPRET_CONFIGS=all), every Autotuner that
+    Triton prunes during the rehearsal's correctness step keeps one config and none is timed: counted
+    by Triton's own Autotuner.prune_configs, not by the pinning code."""
+    env = dict(os.environ, TRITON_INTERPRET="1", LCW_FAST_INTERPRET_CONFIGS="all", LCW_FAST_POISON="1",
+               CUDA_VISIBLE_DEVICES="")
+    got = subprocess.run([sys.executable, "-c", _PINNING_PROBE, str(tmp_path)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert got.returncode == 0, got.stderr[-3000:]
+    probe = json.loads(got.stdout.strip().splitlines()[-1])
+    pinning = {r["name"]: r for r in _parse_lines(tmp_path / "results.jsonl")}["autotune pinning"]
+    kernels = pinning["kernels"]
+    assert {name.rsplit(".", 1)[0] for name in kernels} >= {"lcw_fast.triton_fused", "lcw_fast.triton_blocked"}
+    assert all(k["configs"] > 1 for k in kernels.values()), kernels  # the real tables, not one config each
+    assert len(probe["kept"]) >= 4 and max(probe["kept"]) == 1, probe
+    assert probe["timed"] == 0 and probe["rc"] == 0
+    assert pinning["status"] == "ok" and pinning["max_kept"] == 1

@@ -135,8 +135,7 @@ def run(out, budget_s: float, rehearse: bool) -> int:
             rows.append(out, STEP, be.label, "skipped", backend=be.label, reason=be.unavailable)
         else:
             runnable.append((be, op_table.available(be.namespace)))
-    if any(be.label == "triton" for be, _ in runnable):
-        gpu_backends.pin_first_configs()
+    pinned = gpu_backends.pin_first_configs() if any(be.label == "triton" for be, _ in runnable) else []
 
     def emit(name, status, fields):
         rows.append(out, STEP, name, status, **fields)
@@ -164,4 +163,9 @@ def run(out, budget_s: float, rehearse: bool) -> int:
     failed = sum(check_case(c) for c in cases[:ACCURACY_AFTER])  # in order of value: the first cases,
     failed += accuracy.run_all([be.label for be, _ in runnable], device, rehearse, deadline, emit)  # the API,
     failed += sum(check_case(c) for c in cases[ACCURACY_AFTER:])  # then the rest
+    if pinned:
+        fields = gpu_backends.pinning_fields(pinned)
+        status = "ok" if fields["max_kept"] == 1 else "failed"
+        failed += status == "failed"
+        emit("autotune pinning", status, fields)
     return 1 if failed else 0
