@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.gpu_check import rows, sanitizer, summary, training_steps
+from benchmarks.gpu_check import build, rows, sanitizer, summary, training_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 KIT = ROOT / "benchmarks" / "gpu_check.sh"
@@ -254,3 +254,45 @@ def test_correctness_step_pins_every_autotuner_to_one_config(tmp_path):
     assert len(probe["kept"]) >= 4 and max(probe["kept"]) == 1, probe
     assert probe["timed"] == 0 and probe["rc"] == 0
     assert pinning["status"] == "ok" and pinning["max_kept"] == 1
+
+
+@pytest.mark.parametrize("found, path", [
+    ({"setuptools": "65.5.0", "wheel": None, "pip": "24.0"}, "inplace"),  # torch 2.11's venv on Python 3.11
+    ({"setuptools": "65.5.0", "wheel": "0.45.1", "pip": "24.0"}, "editable"),
+    ({"setuptools": "70.1.0", "wheel": None, "pip": "24.0"}, "editable"),  # bdist_wheel moved into setuptools
+    ({"setuptools": "84.2.1", "wheel": None, "pip": "26.0"}, "editable"),
+    ({"setuptools": "63.2.0", "wheel": "0.45.1", "pip": "24.0"}, "inplace"),  # no PEP 660
+    ({"setuptools": "84.2.1", "wheel": None, "pip": None}, "inplace"),
+])
+def test_build_path_follows_setuptools_and_wheel(found, path):
+    got, why = build.choose_path("auto", found)
+    assert got == path and why
+    assert build.choose_path("inplace", found)[0] == "inplace"
+    with pytest.raises(SystemExit, match="LCW_FAST_BUILD must be"):
+        build.choose_path("wheel", found)
+
+
+@pytest.mark.slow
+def test_forced_inplace_build_builds_and_imports(tmp_path):
+    """The fallback path (LCW_FAST_BUILD=inplace, the build step's own switch) on a copy of the sources,
+    CPU kernels only: it compiles, lcw_fast imports the new extension from the copy, and a kernel sum
+    agrees with the float64 reference."""
+    import shutil
+
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "csrc", tmp_path / "csrc")
+    shutil.copytree(ROOT / "lcw_fast", tmp_path / "lcw_fast", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    env = dict(os.environ, LCW_FAST_BUILD="inplace", LCW_FAST_CPU_ONLY="1", MAX_JOBS="2")
+    got = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check.build", "--root", str(tmp_path), "--no-link"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-2000:]
+    assert "lcw_fast build: inplace (forced by LCW_FAST_BUILD=inplace)" in got.stdout
+    assert list((tmp_path / "lcw_fast").glob("_C*.so"))
+    code = ("import torch, lcw_fast; from lcw_fast import ops, reference; assert ops.has_extension(), ops.EXTENSION_ERROR;"
+            "x = torch.randn(37, 5, dtype=torch.float64); y = torch.randn(11, 5, dtype=torch.float64);"
+            "a = lcw_fast.kernel_sum(x, y, gamma=0.5, backend='cpu'); b = reference.kernel_sum(x, y, 0.5);"
+            "assert abs(a.item() - b.item()) <= 1e-12 * abs(b.item()), (a, b); print(lcw_fast.__file__)")
+    got = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert got.stdout.strip() == str(tmp_path / "lcw_fast" / "__init__.py")

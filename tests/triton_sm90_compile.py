@@ -8,13 +8,15 @@ launch at the headline sizes gets (n = m = 16384 for D <= 256, n = m = 4096 at D
 integer arguments divisible by 16 carry tt.divisibility = 16, arguments equal to 1 (unit strides) become
 constants, and the band and block sizes are what the launchers compute. Prints one line per variant and
 with --json writes a list of {kernel, config, D, dtype, precision, default, registers, spill_bytes,
-shared_bytes, wgmma, mma_sync, triton} (--markdown also prints it as a table): `default` marks a config the
+shared_bytes, wgmma, mma_sync, triton, compile_s} (--markdown also prints it as a table): `default` marks a config the
 autotuner may pick in default precision, `wgmma` that every product of the kernel runs on wgmma (no
 mma.sync left). Exits non-zero when a default config spills (at any D, 12288 included), does not fit in
 shared memory, or a float64 variant holds an approximate float64 instruction (e.g. rsqrt.approx.f64:
 float64 must stay exact). The first and last lines name the Triton version whose compiler was checked:
 the tables must be spill-free under every Triton the project supports (3.6 on the GPU machine, 3.8 here),
-so run it under both (benchmarks/device_stack.sh runs it under 3.6).
+so run it under both (benchmarks/device_stack.sh runs it under 3.6). compile_s: the seconds the whole
+pipeline took for a variant on this machine (0 where an identical specialisation was compiled before): a
+lower bound for the JIT time of the same launch on the GPU machine.
 The fused kernel is compiled for the (dtype, gradients, D) its table takes, the blocked kernels for
 D = 12288 and the small D the fused kernel leaves them.
 --quick compiles a few variants (tests/test_triton.py runs it). Run in a subprocess: the kernels must
@@ -27,6 +29,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 
 os.environ["TRITON_INTERPRET"] = "0"
 os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="lcw-sm90-")  # a cache hit would skip ptxas' report
@@ -153,14 +156,16 @@ _COMPILED = {}  # variants that specialise alike (D is a runtime argument) compi
 
 
 def compile_one(kernel, args, constexprs, config):
-    """The compiled kernel and ptxas' report on it."""
+    """(compiled kernel, ptxas' report on it, seconds the compile took: 0 when it was compiled before)."""
     constexprs = dict(constexprs, **config.kwargs)
     signature, consts, attrs = specialise(kernel, args, constexprs)
     src = triton.compiler.ASTSource(fn=kernel.fn, signature=signature, constexprs=consts, attrs=attrs)
     key = (src.hash(), config.num_warps, config.num_stages)
     if key not in _COMPILED:
-        _COMPILED[key] = _compile(src, config)
-    return _COMPILED[key]
+        t0 = time.monotonic()
+        _COMPILED[key] = _compile(src, config) + (time.monotonic() - t0,)
+        return _COMPILED[key]
+    return _COMPILED[key][:2] + (0.0,)
 
 
 def _compile(src, config):
@@ -223,7 +228,7 @@ def main():
             default = is_default and config in picks
             name = f"{label} D={dim} {dtype} {precision} {config_label(config)}{' (default)' if default else ''}"
             try:
-                compiled, log = compile_one(kernel, args, constexprs, config)
+                compiled, log, seconds = compile_one(kernel, args, constexprs, config)
             except Exception as exc:  # report every failing variant, then fail
                 failures += 1
                 print(f"FAIL {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
@@ -234,7 +239,8 @@ def main():
             wgmma, mma_sync = "wgmma.mma_async" in ptx, "mma.sync" in ptx
             rows.append(dict(kernel=label, config=config_label(config), D=dim, dtype=dtype, precision=precision,
                              default=default, registers=registers, spill_bytes=spills, shared_bytes=shared,
-                             wgmma=wgmma and not mma_sync, mma_sync=mma_sync, triton=triton.__version__))
+                             wgmma=wgmma and not mma_sync, mma_sync=mma_sync, triton=triton.__version__,
+                             compile_s=round(seconds, 3)))
             problems = []
             if shared > SHARED_LIMIT:
                 problems.append(f"needs {shared} bytes of shared memory, a block has {SHARED_LIMIT}")
