@@ -8,9 +8,9 @@ Three code paths, each at every batch size (ascending) in a fresh subprocess:
   fused    lcw_fast's fused loss (backend "auto"), no chunking
   chunked  the fused loss with --chunk-size C (training.loop's two-pass step: activations O(C))
 Time (benchmarks.timing.measure): median, min and max of the timed steps (ms; --steps after --warmup);
-images/s is the batch over the median step. Memory (the same call): CUDA max_memory_allocated over the step (`peak`), and its growth
-above what was allocated before (`extra`); CPU the sampled resident set, and its growth over the
-step. An out-of-memory error is recorded as data ("OOM") and ends that path's sweep; so does a peak
+images/s is the batch over the median step. Memory (the same call): CUDA max_memory_allocated over the
+step (`peak`), and its growth above what was allocated before (`extra`); CPU the sampled resident set,
+and its growth over the step. An out-of-memory error is recorded as data ("OOM") and ends that path's sweep; so does a peak
 above --budget-gb (on CUDA the budget is also imposed with set_per_process_memory_fraction). The
 largest batch that fits is printed per path. Results: CSV, JSON (machine, commit, settings), PNG.
 """
