@@ -7,9 +7,10 @@ Three code paths, each at every batch size (ascending) in a fresh subprocess:
   paper    the paper's code: the materialising reference loss (dense cdist(..)**2 matrices), no chunking
   fused    lcw_fast's fused loss (backend "auto"), no chunking
   chunked  the fused loss with --chunk-size C (training.loop's two-pass step: activations O(C))
-Memory (benchmarks.timing.measure): CUDA max_memory_allocated over the step (`peak`), and its growth
-above what was allocated before (`extra`); CPU the sampled resident set, and its growth over the
-step. An out-of-memory error is recorded as data ("OOM") and ends that path's sweep; so does a peak
+Time (benchmarks.timing.measure): median, min and max of the timed steps (ms; --steps after --warmup);
+images/s is the batch over the median step. Memory (the same call): CUDA max_memory_allocated over the
+step (`peak`), and its growth above what was allocated before (`extra`); CPU the sampled resident set,
+and its growth over the step. An out-of-memory error is recorded as data ("OOM") and ends that path's sweep; so does a peak
 above --budget-gb (on CUDA the budget is also imposed with set_per_process_memory_fraction). The
 largest batch that fits is printed per path. Results: CSV, JSON (machine, commit, settings), PNG.
 """
@@ -33,13 +34,14 @@ from .timing import describe_error, is_oom, measure
 SHAPE = (3, 64, 64)
 MODES = {"paper": ("reference", False), "fused": ("auto", False), "chunked": ("auto", True)}
 FIELDS = ("mode", "batch_size", "chunk_size", "width", "status", "peak_bytes", "extra_bytes", "images_per_s",
-          "loss", "reason")
+          "median_ms", "min_ms", "max_ms", "loss", "reason")
 
 
 def measure_step(mode: str, batch_size: int, chunk_size: int, device: torch.device, width: float = 1.0,
                  latent: int = 128, lam: float = 0.2, amp: bool = False, steps: int = 1, warmup: int = 1) -> dict:
-    """Images/s and peak memory of cw2 Adam steps of the CelebA autoencoder on random images, in this
-    process (run it in a fresh one for a clean peak: run_point). mode: one of MODES."""
+    """Images/s (batch over the median step), the steps' median / min / max / q20 / q80 ms, peak and extra
+    memory (bytes) of cw2 Adam steps of the CelebA autoencoder on random images, in this process (run it
+    in a fresh one for a clean peak: run_point). mode: one of MODES."""
     backend, chunked = MODES[mode]
     torch.manual_seed(0)
     model = models.Autoencoder(SHAPE, latent, width).to(device).train()
@@ -56,9 +58,8 @@ def measure_step(mode: str, batch_size: int, chunk_size: int, device: torch.devi
         optimizer.step()
 
     result = measure(step, device, repeats=steps, warmup=warmup)
-    seconds = sum(result.times_ms) / 1e3
-    return {"images_per_s": batch_size * len(result.times_ms) / seconds, "peak_bytes": result.peak_bytes,
-            "extra_bytes": result.extra_bytes, "loss": losses[-1].item()}
+    return {"images_per_s": batch_size / (result.stats["median_ms"] / 1e3), **result.stats,
+            "peak_bytes": result.peak_bytes, "extra_bytes": result.extra_bytes, "loss": losses[-1].item()}
 
 
 def run_point(args: argparse.Namespace, mode: str, batch_size: int) -> dict:

@@ -1,4 +1,8 @@
-"""Timing and peak memory of one benchmark call, on CUDA or on the CPU.
+"""Timing and peak memory of one benchmark call, on CUDA or on the CPU: `measure`, the one timer of
+every benchmark here (benchmarks.run's sweep and so the GPU kit's headline step, the roofline ceilings,
+benchmarks.batch_memory and the kit's training step, benchmarks/cpu_one_pass.py and
+benchmarks/test_kernel_sum_cpu.py). It runs warm-up calls, then repeats, and reports the median, min,
+max and 20th / 80th percentiles of the per-call times (`Measurement.stats`, ms) beside the raw times.
 
 GPU: every timed call sits between two CUDA events on the current stream and is synchronised
 before the next starts, so each raw time is one call's device time. We time calls ourselves rather
@@ -114,16 +118,18 @@ def _time_call(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def measure(fn: Callable[[], object], device: torch.device, *, repeats: int, warmup: int = 1,
-            cell_seconds: Optional[float] = None) -> Measurement:
+            cell_seconds: Optional[float] = None, memory: bool = True) -> Measurement:
     """Runs `warmup` untimed calls (compilation, autotuning), then up to `repeats` timed ones.
 
     cell_seconds: the timed calls stop early once together they took this long (at least one is
     timed), so very large sizes cost a bounded time.
+    memory: False skips the CPU's RSS sampling thread (it shares the cores with the calls timed; the
+    peak and extra bytes are then 0 on the CPU).
     Out-of-memory errors propagate (see `is_oom`); the caller records them.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    sampler = _RssSampler() if device.type == "cpu" else None
+    sampler = _RssSampler() if device.type == "cpu" and memory else None
     try:
         warm = []
         for _ in range(warmup):
@@ -145,6 +151,8 @@ def measure(fn: Callable[[], object], device: torch.device, *, repeats: int, war
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
         extra = peak - before
-    else:
+    elif sampler is not None:
         peak, extra = sampler.peak, sampler.peak - sampler.base
+    else:
+        peak = extra = 0
     return Measurement(times, warm, int(peak), int(extra))

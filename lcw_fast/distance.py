@@ -1,6 +1,6 @@
 """Public API: Cramer-Wold distances between samples, and of a sample to N(0, I).
 
-Convention (see README, "The math"): with c = 2D - 3, k(d) = (gamma + d/c)^(-1/2), C0 = 1/(2 sqrt(pi)),
+Convention (see docs/backends.md, "The math"): with c = 2D - 3, k(d) = (gamma + d/c)^(-1/2), C0 = 1/(2 sqrt(pi)),
 
   cw_distance(x, y)  = C0 [ mean_ij k(|xi-xj|^2) + mean_ij k(|yi-yj|^2) - 2 mean_ij k(|xi-yj|^2) ]
   cw_normality(z)    = C0 [ mean_ij k(|zi-zj|^2) + (1+gamma)^(-1/2) - 2 mean_i (gamma + 1/2 + |zi|^2/c)^(-1/2) ]

@@ -1,15 +1,52 @@
-"""The benchmark harness itself, on the CPU: a tiny sweep's files, OOM handling, roofline formulas."""
+"""The benchmark harness itself, on the CPU: the one timer (benchmarks.timing.measure), a tiny sweep's files,
+OOM handling, roofline formulas, and that every benchmark's rows carry median, min and max."""
 import csv
 import json
+import time
 
 import pytest
 import torch
 
 import lcw_fast
-from benchmarks import providers, report, roofline, run, suites
+from benchmarks import batch_memory, providers, report, roofline, run, suites, timing
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CEILINGS = {"fp32_tflops": 1.0, "tf32_tflops": None, "bf16_tflops": 2.0, "copy_gbps": 10.0}
+
+
+def test_measure_warms_up_then_repeats_and_reports_median_min_max():
+    """Warm-up calls are kept apart from the timed ones; the stats are those of the timed calls."""
+    sleeps = iter([0.03, 0.001, 0.004, 0.002, 0.008])  # the first is the warm-up
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(next(sleeps))
+
+    m = timing.measure(fn, torch.device("cpu"), repeats=4, warmup=1, memory=False)
+    assert len(calls) == 5 and len(m.warmup_ms) == 1 and len(m.times_ms) == 4
+    assert m.warmup_ms[0] >= 30
+    ordered = sorted(m.times_ms)
+    assert m.stats["min_ms"] == ordered[0] and m.stats["max_ms"] == ordered[-1]
+    assert m.stats["median_ms"] == pytest.approx((ordered[1] + ordered[2]) / 2)
+    assert m.stats["min_ms"] <= m.stats["q20_ms"] <= m.stats["median_ms"] <= m.stats["q80_ms"] <= m.stats["max_ms"]
+    assert ordered[0] >= 1 and ordered[-1] >= 8
+    assert m.peak_bytes == m.extra_bytes == 0  # memory=False: no RSS sampling
+    assert timing.measure(lambda: None, torch.device("cpu"), repeats=1).stats["q20_ms"] >= 0  # one call works
+    with pytest.raises(ValueError, match="repeats"):
+        timing.measure(lambda: None, torch.device("cpu"), repeats=0)
+
+
+def test_measure_stops_early_after_cell_seconds():
+    m = timing.measure(lambda: time.sleep(0.01), torch.device("cpu"), repeats=100, warmup=0, cell_seconds=0.02)
+    assert 1 <= len(m.times_ms) < 10
+
+
+def test_training_step_rows_carry_median_min_max():
+    got = batch_memory.measure_step("fused", 8, 0, torch.device("cpu"), width=1 / 32, latent=8, steps=2, warmup=0)
+    assert got["min_ms"] <= got["median_ms"] <= got["max_ms"]
+    assert got["images_per_s"] == pytest.approx(8 / (got["median_ms"] / 1e3))
+    assert {"median_ms", "min_ms", "max_ms"} <= set(batch_memory.FIELDS)
 
 
 def test_tiny_cpu_run_writes_csv_json_markdown_and_plots(tmp_path):
@@ -34,7 +71,7 @@ def test_tiny_cpu_run_writes_csv_json_markdown_and_plots(tmp_path):
     assert {(r["suite"], r["workload"], r["n"], r["D"], r["pass"]) for r in ref_rows} == expected
     for r in ref_rows:
         assert r["status"] == "ok", r
-        assert float(r["median_ms"]) > 0 and float(r["flops"]) > 0 and 0 < float(r["roofline_fraction"])
+        assert 0 < float(r["min_ms"]) <= float(r["median_ms"]) <= float(r["max_ms"]) and float(r["flops"]) > 0 and 0 < float(r["roofline_fraction"])
         assert len(r["times_ms"].split()) == int(r["repeats"]) == 2
     assert all(len(r["times_ms"]) == 2 for r in data["rows"] if r["provider"] == "reference")
 
@@ -205,4 +242,6 @@ def test_cpu_one_pass_script_writes_one_row_per_tree_thread_count_and_dim(tmp_pa
         ("new", "3", "1"), ("new", "12", "1"), ("old", "3", "1"), ("old", "12", "1")]
     for row in rows:
         assert row["fwd_ms"] > 0 and row["fwd_bwd_ms"] > 0
+        assert row["fwd_min_ms"] <= row["fwd_ms"] <= row["fwd_max_ms"]
+        assert row["fwd_bwd_min_ms"] <= row["fwd_bwd_ms"] <= row["fwd_bwd_max_ms"]
         assert row["ratio"] == pytest.approx(row["fwd_bwd_ms"] / row["fwd_ms"])  # one round: the ratio of the times

@@ -84,7 +84,7 @@ def _mean_std(values: list, digits: int) -> str:
 def table(rows: list, seeds: list, n: int, seconds: float) -> str:
     """The Markdown table: mean ± std over seeds per model, the paper's MNIST values beside."""
     models = [m for pair in NAMES.values() for m in pair if any(r["model"] == m for r in rows)]
-    timing = ("Trained and scored earlier (--reuse); the wall time is in the README." if any(r["reused"] for r in rows)
+    timing = ("Trained and scored earlier (--reuse); the wall time is in docs/results.md." if any(r["reused"] for r in rows)
               else f"Wall time {seconds / 60:.0f} min.")
     lines = [f"mnist5k (4,000 training digits), seeds {', '.join(map(str, seeds))}; domain FID / KID: {n:,} "
              f"generated images against the training split, features of {rows[0]['features']}; held-out kernel "
