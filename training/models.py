@@ -5,7 +5,8 @@ BatchNorm, as in the authors' code (gmum/lcw-generator); the paper's text gives 
 BatchNorm (mlp_width=200, batch_norm=False builds that).
 3x64x64 RGB (CelebA): convolutional encoder/decoder.
 Latent generator LG: noise (B, noise) -> latent (B, latent).
-load_autoencoder / load_generator rebuild the trained networks of a run folder.
+Data-space generator G (the CW-/SW-Generator baselines): noise (B, noise) -> images (B, C, H, W).
+load_autoencoder / load_generator / load_data_generator rebuild the trained networks of a run folder.
 """
 import math
 
@@ -133,6 +134,28 @@ class LatentGenerator(nn.Module):
         return self.mean + self.std * self.net(z)
 
 
+GENERATOR_WIDTH = 512
+
+
+class DataGenerator(nn.Sequential):
+    """G: (B, noise) -> (B, C, H, W) images in [0, 1], the paper's CW- and SW-Generator (as the authors'
+    code): blocks x (Linear 512 without bias, BatchNorm, ReLU), then for 3x64x64 the CelebA decoder on
+    512 inputs (4 blocks), else Linear(C*H*W) -> sigmoid (6 blocks). batch_norm=False drops the
+    BatchNorm and gives the Linear layers their bias back (the tests' networks)."""
+
+    def __init__(self, shape, noise: int, width: int = GENERATOR_WIDTH, batch_norm: bool = True):
+        self.shape, self.noise = tuple(shape), noise
+        celeba = self.shape == (3, 64, 64)
+        layers, previous = [], noise
+        for _ in range(4 if celeba else 6):
+            layers += [nn.Linear(previous, width, bias=not batch_norm)] + (
+                [nn.BatchNorm1d(width)] if batch_norm else []) + [nn.ReLU()]
+            previous = width
+        head = [ConvDecoder(width)] if celeba else [nn.Linear(width, math.prod(self.shape)), nn.Sigmoid(),
+                                                     nn.Unflatten(1, self.shape)]
+        super().__init__(*layers, *head)
+
+
 def load_autoencoder(run: Run, device: torch.device, checkpoint: str = "last") -> Autoencoder:
     """The stage-1 autoencoder of `run`, in eval mode."""
     config = run.config()
@@ -148,3 +171,11 @@ def load_generator(run: Run, device: torch.device, checkpoint: str = "last"):
     lg = LatentGenerator(config["noise"], autoencoder.latent).to(device)
     lg.load_state_dict(run.load(checkpoint, device)["models"]["lg"])
     return lg.eval(), autoencoder
+
+
+def load_data_generator(run: Run, device: torch.device, checkpoint: str = "last") -> DataGenerator:
+    """The generator G of a data-space generator run (training.generator), in eval mode."""
+    config = run.config()
+    model = DataGenerator(config["shape"], config["noise"], batch_norm=config["batch_norm"]).to(device)
+    model.load_state_dict(run.load(checkpoint, device)["models"]["generator"])
+    return model.eval()
