@@ -35,9 +35,9 @@ from ..reference import C0
 def cw_normality(X: torch.Tensor, y: Union[torch.Tensor, float] = None) -> torch.Tensor:
     """Their normality index of X: (N, D) -> 0-dim tensor (X's dtype), = lcw_fast.cw_normality / C0.
 
-    y: the bandwidth (float or one-element tensor); None: (4 / (3N))^0.4.
+    y: the bandwidth (float or one-element tensor); None: (4 / (3N))^0.4 (lcw_fast.normality_gamma).
     """
-    return _cw_normality(X, y) / C0  # y=None: lcw_fast's default normality_gamma(N) = (4 / (3N))^0.4
+    return _cw_normality(X, y) / C0
 
 
 def cw_sampling_silverman(first_sample: torch.Tensor, second_sample: torch.Tensor) -> torch.Tensor:
