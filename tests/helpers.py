@@ -1,5 +1,5 @@
 """assert_close: one comparison helper for every test, reporting the errors of lcw_fast.reference.errors;
-peak_rss_growth: the peak-memory measurement of the memory tests."""
+peak_rss_growth / assert_peak_rss_growth_below: the peak-memory measurement of the memory tests."""
 import os
 import subprocess
 import sys
@@ -48,3 +48,11 @@ def peak_rss_growth(setup: str, measured: str) -> int:
                          timeout=600)
     assert out.returncode == 0, out.stderr
     return int(out.stdout.strip().splitlines()[-1])
+
+
+def assert_peak_rss_growth_below(setup: str, measured: str, limit: int) -> int:
+    """peak_rss_growth(setup, measured), printed and asserted below `limit` bytes; returns it."""
+    growth = peak_rss_growth(setup, measured)
+    print(f"peak RSS growth: {growth / 2**20:.1f} MiB")
+    assert growth < limit, f"peak RSS grew by {growth / 2**20:.1f} MiB (limit {limit / 2**20:.1f} MiB)"
+    return growth

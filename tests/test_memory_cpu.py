@@ -5,7 +5,7 @@ A single n x n float32 matrix would take 6.4 GB; the fused path must grow the pe
 """
 import pytest
 
-from helpers import HAS_PEAK_RESET, peak_rss_growth
+from helpers import HAS_PEAK_RESET, assert_peak_rss_growth_below
 
 SETUP = """
 import torch
@@ -24,6 +24,4 @@ assert torch.isfinite(value) and torch.isfinite(z.grad).all()
 
 @pytest.mark.skipif(not HAS_PEAK_RESET, reason="needs Linux /proc to reset the peak RSS")
 def test_cw_normality_fwd_bwd_at_40k_points_grows_peak_rss_by_less_than_256_mb():
-    growth = peak_rss_growth(SETUP, MEASURED)
-    print(f"peak RSS growth: {growth / 2**20:.1f} MiB")
-    assert growth < 256 * 2**20, f"peak RSS grew by {growth / 2**20:.1f} MiB"
+    assert_peak_rss_growth_below(SETUP, MEASURED, 256 * 2**20)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lcw_fast import reference
-from helpers import HAS_PEAK_RESET, assert_close, peak_rss_growth
+from helpers import HAS_PEAK_RESET, assert_close, assert_peak_rss_growth_below
 
 RTOL = 1e-12
 
@@ -78,6 +78,4 @@ assert torch.isfinite(value) and torch.isfinite(x.grad).all() and torch.isfinite
 
 @pytest.mark.skipif(not HAS_PEAK_RESET, reason="needs Linux /proc to reset the peak RSS")
 def test_blocked_cw_distance_fwd_bwd_at_2048_by_3072_grows_peak_rss_by_less_than_1_5_gb():
-    growth = peak_rss_growth(SETUP, MEASURED)
-    print(f"peak RSS growth: {growth / 2**20:.1f} MiB")
-    assert growth < 1.5 * 2**30, f"peak RSS grew by {growth / 2**20:.1f} MiB"
+    assert_peak_rss_growth_below(SETUP, MEASURED, int(1.5 * 2**30))
