@@ -1,5 +1,6 @@
 """assert_close: one comparison helper for every test, reporting the errors of lcw_fast.reference.errors;
-peak_rss_growth / assert_peak_rss_growth_below: the peak-memory measurement of the memory tests."""
+peak_rss_growth / assert_peak_rss_growth_below: the peak-memory measurement of the memory tests;
+train_steps: Adam steps of a training.loop Stage (the chunked-step tests)."""
 import os
 import subprocess
 import sys
@@ -56,3 +57,21 @@ def assert_peak_rss_growth_below(setup: str, measured: str, limit: int) -> int:
     print(f"peak RSS growth: {growth / 2**20:.1f} MiB")
     assert growth < limit, f"peak RSS grew by {growth / 2**20:.1f} MiB (limit {limit / 2**20:.1f} MiB)"
     return growth
+
+
+def train_steps(stage, batches, chunk_size, steps=None, lr=2e-3, dtype=torch.float64):
+    """(per-step losses, per-step flat gradients, final state_dict) of Adam steps of a training.loop Stage
+    on `batches` (one per step; steps: default all of them) with the networks in `dtype`."""
+    from training import loop
+
+    stage.trainable.to(dtype)
+    batches = [b.to(dtype) for b in batches]
+    optimizer = torch.optim.Adam(stage.trainable.parameters(), lr=lr)
+    losses, grads = [], []
+    stage.trainable.train()
+    for step in range(len(batches) if steps is None else steps):
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loop.train_step(stage, batches[step], loop.step_generator(0, step), chunk_size))
+        grads.append(torch.cat([p.grad.flatten() for p in stage.trainable.parameters()]))
+        optimizer.step()
+    return torch.stack(losses), grads, {k: v.clone() for k, v in stage.trainable.state_dict().items()}

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import assert_close
+from helpers import assert_close, train_steps
 from training import data, loop, models, train
 from training.objectives import latent_trick_loss
 
@@ -25,21 +25,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _run(stage: loop.Stage, batches, chunk_size, steps=STEPS, lr=2e-3, dtype=torch.float64):
-    """(per-step losses, per-step flat gradients, final state_dict) of `steps` Adam steps in `dtype`."""
-    stage.trainable.to(dtype)
-    batches = [b.to(dtype) for b in batches]
-    optimizer = torch.optim.Adam(stage.trainable.parameters(), lr=lr)
-    losses, grads = [], []
-    stage.trainable.train()
-    for step in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loop.train_step(stage, batches[step], loop.step_generator(0, step), chunk_size))
-        grads.append(torch.cat([p.grad.flatten() for p in stage.trainable.parameters()]))
-        optimizer.step()
-    return torch.stack(losses), grads, {k: v.clone() for k, v in stage.trainable.state_dict().items()}
 
 
 def _compare(chunked, whole, grad_rtol=1e-4):
@@ -65,12 +50,13 @@ def _autoencoder_stage(objective, gamma=0.0117):
 
 
 def test_stage1_cw2_batch_1024_chunk_128_equals_unchunked(mnist_batches):
-    _compare(_run(_autoencoder_stage("cw2"), mnist_batches, 128), _run(_autoencoder_stage("cw2"), mnist_batches, None))
+    _compare(train_steps(_autoencoder_stage("cw2"), mnist_batches, 128),
+             train_steps(_autoencoder_stage("cw2"), mnist_batches, None))
 
 
 def test_float32_chunked_gradient_equals_unchunked(mnist_batches):
     one = [mnist_batches[0]]
-    chunked, whole = (_run(_autoencoder_stage("cw2"), one, c, steps=1, dtype=torch.float32) for c in (128, None))
+    chunked, whole = (train_steps(_autoencoder_stage("cw2"), one, c, steps=1, dtype=torch.float32) for c in (128, None))
     assert_close(chunked[0], whole[0], rtol=1e-6, name="float32 loss")
     assert_close(chunked[1][0], whole[1][0], atol=float("inf"), rel_l2=1e-5, name="float32 gradient")
 
@@ -78,8 +64,8 @@ def test_float32_chunked_gradient_equals_unchunked(mnist_batches):
 @pytest.mark.parametrize("objective,gamma", [("ae", 0.0117), ("cwae", 0.0117), ("cw2", "silverman")])
 def test_stage1_objectives_chunked_equal_unchunked(mnist_batches, objective, gamma):
     batches = [b[:300] for b in mnist_batches]  # chunks 128, 128, 44
-    chunked = _run(_autoencoder_stage(objective, gamma), batches, 128, steps=3)
-    _compare(chunked, _run(_autoencoder_stage(objective, gamma), batches, None, steps=3))
+    chunked = train_steps(_autoencoder_stage(objective, gamma), batches, 128, steps=3)
+    _compare(chunked, train_steps(_autoencoder_stage(objective, gamma), batches, None, steps=3))
 
 
 class _GhostBatchNorm(nn.Module):
@@ -112,14 +98,14 @@ def latent_batches():
 
 @pytest.mark.parametrize("gamma", [0.3, "silverman"])
 def test_stage2_without_batch_norm_chunked_equals_unchunked(latent_batches, gamma):
-    _compare(_run(_latent_stage(False, gamma), latent_batches, 128, lr=1e-3),
-             _run(_latent_stage(False, gamma), latent_batches, None, lr=1e-3))
+    _compare(train_steps(_latent_stage(False, gamma), latent_batches, 128, lr=1e-3),
+             train_steps(_latent_stage(False, gamma), latent_batches, None, lr=1e-3))
 
 
 @pytest.mark.parametrize("size", [128, 300])  # 300: chunks of 300, 300, 300, 124
 def test_stage2_batch_norm_chunked_equals_ghost_batch_norm(latent_batches, size):
     chunked, ghost = _latent_stage(True, 0.3), _latent_stage(True, 0.3, ghost=size)
-    _compare(_run(chunked, latent_batches, size, lr=1e-3), _run(ghost, latent_batches, None, lr=1e-3))
+    _compare(train_steps(chunked, latent_batches, size, lr=1e-3), train_steps(ghost, latent_batches, None, lr=1e-3))
     norms = [m for m in chunked.trainable.net if isinstance(m, nn.BatchNorm1d)]
     assert int(norms[0].num_batches_tracked) == STEPS * -(-1024 // size)  # once per chunk, pass 2 only
 

@@ -117,6 +117,9 @@ class RunOptions:
     log_every: int = field(10, "steps between training-loss records in metrics.jsonl", minimum=POSITIVE)
     workers: int = field(2, "DataLoader workers for data sets that stream from disk", minimum=NON_NEGATIVE)
     progress: bool = field(True, "show a tqdm progress bar")
+    sync_bn: bool = field(False, "under torchrun on CUDA, BatchNorm normalises over the rows of every process "
+                                 "(torch's SyncBatchNorm); without it each process's rows (each chunk of them with "
+                                 "--chunk-size) are normalised alone. config.json records batch_norm_rows")
 
     def __post_init__(self):
         validate(self)

@@ -45,7 +45,8 @@ def kernel_metric(generated: torch.Tensor, heldout: torch.Tensor, gamma: float) 
 
 
 EVALUATE_DOC = """FID and KID of a trained run through clean-fid: generated images (stage 1: D(z), stage 2:
-D(LG(z'))) against the training split, as uint8, appended to the run's metrics.jsonl.
+D(LG(z')), a data-space generator: G(z)) against the training split, as uint8, appended to the run's
+metrics.jsonl.
 
     python -m training.evaluate runs/demo/latent --fid domain --kid --n 2000
     python -m training.evaluate runs/demo --fid inception --inception-weights ~/inception-2015-12-05.pt
@@ -61,7 +62,8 @@ _REFERENCE = {}             # (extractor name, data set, n_real) -> features of 
 
 @dataclass
 class EvaluateConfig:
-    run: str = field(None, "a run folder (stage 1 from training.train, or stage 2 from training.latent)", type=str)
+    run: str = field(None, "a run folder (stage 1 from training.train, stage 2 from training.latent, or a "
+                           "data-space generator from training.generator)", type=str)
     fid: str = field("inception", "feature extractor: inception (clean-fid's, needs the weights file) or domain "
                                   "(a LeNet classifier of mnist5k/mnist/fmnist, offline)", choices=("inception", "domain"))
     kid: bool = field(False, "also compute KID (clean-fid's: --kid-subsets subsets of <= 1,000 images)")
@@ -82,11 +84,12 @@ class EvaluateConfig:
 
 
 def stage1_config(run) -> dict:
-    """The stage-1 config.json behind a stage-1 or stage-2 run (data set, data root, pixel std)."""
+    """The config.json that names the data of a run (data set, data root, pixel std): its own for a
+    stage-1 or data-space generator run, its stage-1 run's for a stage-2 run."""
     from .runs import Run
 
     config = run.config()
-    return config if config["stage"] == 1 else Run(config["ae"]).config()
+    return Run(config["ae"]).config() if config["stage"] == 2 else config
 
 
 def extractor_for(run, kind: str, device: torch.device, inception_weights: Optional[str] = None):

@@ -21,7 +21,7 @@ from . import defaults, plots
 from .cli import POSITIVE, RunOptions, config_from_args, field, restore, run_cli
 from .errors import ConfigError
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise, scored
-from .loop import LoopConfig, Stage, fit
+from .loop import LoopConfig, Stage, batch_norm_rows, fit
 from .models import LatentGenerator, load_autoencoder
 from .objectives import LOSS_NAMES, latent_trick_loss, parse_gamma
 from .runs import Run
@@ -92,7 +92,8 @@ def train_latent(cfg: LatentConfig) -> dict:
     world.barrier()  # every rank has checked the folder before rank 0 writes to it
     if world.writer:
         run.start({**dataclasses.asdict(cfg), "stage": 2, "latent_std": latent_std, "gamma_value": gamma,
-                   "encoding_std": lg.std.tolist(), "world_size": world.size, "rank_batch_size": local_batch},
+                   "encoding_std": lg.std.tolist(), "world_size": world.size, "rank_batch_size": local_batch,
+                   "batch_norm_rows": batch_norm_rows(lg, local_batch, cfg.chunk_size, world.size, cfg.sync_bn)},
                   cfg.resume)
     val_noise = metric_noise(cfg.noise, device, len(latents.heldout))
 
@@ -106,7 +107,8 @@ def train_latent(cfg: LatentConfig) -> dict:
                   loss=lambda standardised, out: latent_trick_loss(out[0], standardised, gamma, world.group),
                   validate=validate)
     loop = LoopConfig(steps=steps, lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every,
-                      log_every=cfg.log_every, amp=cfg.amp, progress=cfg.progress, chunk_size=cfg.chunk_size)
+                      log_every=cfg.log_every, amp=cfg.amp, progress=cfg.progress, chunk_size=cfg.chunk_size,
+                      sync_bn=cfg.sync_bn)
     final = fit(stage, lambda first: datasets.batches(latents, first, cfg.batch_size, cfg.seed, device,
                                                       rank=world.rank, ranks=world.size),
                 loop, run, world, cfg.resume)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .errors import NonFiniteLoss, RankFailed
+from .errors import ConfigError, NonFiniteLoss, RankFailed
 from .runs import Run
 from .world import World, lost_peer
 
@@ -67,6 +67,32 @@ class LoopConfig:
     amp: bool = False         # bf16 autocast (CUDA only)
     progress: bool = True     # tqdm bar
     chunk_size: Optional[int] = None  # rows per network pass (None: the whole batch at once)
+    sync_bn: bool = False     # torchrun on CUDA: BatchNorm statistics over all ranks (torch's SyncBatchNorm)
+
+
+def _batch_norms(module: nn.Module) -> list:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def batch_norm_rows(module: nn.Module, rank_batch: int, chunk_size: Optional[int], world_size: int,
+                    sync_bn: bool) -> Optional[int]:
+    """The rows each BatchNorm layer of `module` normalises over in a training step (None: it has none):
+    one chunk of a rank's rows, times the ranks when they are synchronised (config.json records it)."""
+    if not _batch_norms(module):
+        return None
+    rows = min(chunk_size or rank_batch, rank_batch)
+    return rows * world_size if sync_bn else rows
+
+
+def sync_batch_norm(stage: Stage, world: World) -> None:
+    """Makes the trainable module's BatchNorm layers normalise over the rows of every rank (torch's
+    SyncBatchNorm, which needs CUDA and NCCL; refused elsewhere in one line)."""
+    if world.size == 1:
+        return
+    if world.device.type != "cuda":
+        raise ConfigError("--sync-bn needs CUDA (torch.nn.SyncBatchNorm runs on NCCL); on the CPU (gloo) each rank's "
+                          "BatchNorm normalises its own rows: run without --sync-bn")
+    nn.SyncBatchNorm.convert_sync_batchnorm(stage.trainable, process_group=world.group)
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -160,6 +186,8 @@ def fit(stage: Stage, batches: Callable[[int], Iterator[torch.Tensor]], cfg: Loo
     """Trains `stage` for cfg.steps steps on batches(start_step) (this rank's rows of each global batch);
     returns the last validation record. With `resume`, continues from run's last.pt if there is one
     (a run stopped before its first checkpoint starts over)."""
+    if cfg.sync_bn:
+        sync_batch_norm(stage, world)
     optimizer = torch.optim.Adam(stage.trainable.parameters(), lr=cfg.lr)
     step, best = 0, float("inf")
     if resume and run.has("last"):

@@ -4,6 +4,8 @@
   cwae  ae + lam * log cw_normality(z)
   cw2   log cw_distance(x_hat, x, gamma) + lam * log cw_normality(z)
   lt    cw_distance(LG(z'), E(x), gamma), E frozen (stage 2, the Latent Trick)
+  cwg   cw_distance(G(z), x, gamma) (the CW-Generator, in data space)
+  swg   sliced Wasserstein distance SW(G(z), x) (the SW-Generator, training.sliced)
 
 gamma is a float (fixed bandwidth) or "silverman" (recomputed per batch by lcw_fast).
 group: None for one process; a torch.distributed group when each rank holds its rows of a global
@@ -18,12 +20,14 @@ import lcw_fast
 import lcw_fast.distributed
 
 from .errors import ConfigError
+from .sliced import sliced_wasserstein
 
 STAGE1 = ("ae", "cwae", "cw2")
 # what each objective's loss value is (the loss plots' y axis)
 LOSS_NAMES = {"ae": "mean per-image sum of squared errors", "cwae": "squared errors + λ·log cw_normality(z)",
               "cw2": "log cw_distance(x̂, x) + λ·log cw_normality(z)",
-              "lt": "cw_distance(LG(z′), E(x)), standardised latents"}
+              "lt": "cw_distance(LG(z′), E(x)), standardised latents", "cwg": "cw_distance(G(z), x)",
+              "swg": "sliced Wasserstein SW(G(z), x)"}
 Gamma = Union[float, str]
 
 
@@ -80,3 +84,20 @@ def autoencoder_loss(objective: str, x: torch.Tensor, x_hat: torch.Tensor, z: to
 def latent_trick_loss(generated: torch.Tensor, encoded: torch.Tensor, gamma: Gamma, group=None) -> torch.Tensor:
     """cw_distance(LG(z'), E(x)) for generated: (B, latent) and encoded: (B', latent)."""
     return _distance(generated.float(), encoded.float(), gamma, "auto", group)
+
+
+def generator_loss(loss: str, generated: torch.Tensor, images: torch.Tensor, gamma: Gamma, projections: int,
+                   directions: torch.Generator, group=None) -> torch.Tensor:
+    """Data-space generator loss for generated G(z) and real images x, both (B, C, H, W), compared as
+    (B, C*H*W) vectors in G's dtype (float32 at least): "cw" cw_distance(G(z), x, gamma) (over the global
+    batch under torchrun), "sw" the sliced Wasserstein distance with `projections` directions drawn from
+    `directions` (one process)."""
+    dtype = torch.promote_types(generated.dtype, torch.float32)
+    g, x = generated.flatten(1).to(dtype), images.flatten(1).to(dtype)
+    if loss == "cw":
+        return _distance(g, x, gamma, "auto", group)
+    if loss == "sw":
+        if group is not None:
+            raise ConfigError("the sliced Wasserstein loss runs in one process, not under torchrun")
+        return sliced_wasserstein(g, x, projections, generator=directions)
+    raise ValueError(f"loss must be cw or sw, got {loss!r}")

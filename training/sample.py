@@ -1,4 +1,5 @@
-"""Draw images from a trained run: D(z), z ~ N(0, I) for a stage-1 run; D(LG(z')) for a stage-2 run.
+"""Draw images from a trained run: D(z), z ~ N(0, I) for a stage-1 run; D(LG(z')) for a stage-2 run; G(z)
+for a data-space generator run (training.generator).
 
     python -m training.sample runs/mnist5k-cw2/latent --n 64 --out samples.png
 """
@@ -11,14 +12,15 @@ import torch
 from . import plots
 from .cli import POSITIVE, config_from_args, field, run_cli, validate
 from .errors import ConfigError
-from .models import load_autoencoder, load_generator
+from .models import DataGenerator, load_autoencoder, load_data_generator, load_generator
 from .runs import Run
 from .world import pick_device
 
 
 @dataclass
 class SampleConfig:
-    run: str = field(None, "a run folder (stage 1 from training.train, or stage 2 from training.latent)", type=str)
+    run: str = field(None, "a run folder (stage 1 from training.train, stage 2 from training.latent, or a "
+                           "data-space generator from training.generator)", type=str)
     n: int = field(64, "number of images in the grid", minimum=POSITIVE)
     nrow: int = field(8, "images per grid row", minimum=POSITIVE)
     out: Optional[str] = field(None, "PNG file to write, or a folder to write samples-seed<seed>.png into "
@@ -34,17 +36,23 @@ class SampleConfig:
 
 
 def networks(run: Run, device: torch.device, checkpoint: str = "last"):
-    """(LG, autoencoder) of a stage-2 run, (None, autoencoder) of a stage-1 run, in eval mode."""
-    if run.config()["stage"] == 2:
+    """In eval mode: (LG, autoencoder) of a stage-2 run, (None, autoencoder) of a stage-1 run,
+    (None, G) of a data-space generator run."""
+    stage = run.config()["stage"]
+    if stage == 2:
         return load_generator(run, device, checkpoint)
+    if stage == "generator":
+        return None, load_data_generator(run, device, checkpoint)
     return None, load_autoencoder(run, device, checkpoint)
 
 
-def as_generator(lg, autoencoder):
-    """(noise dimension, noise -> images function) of networks(...): D(LG(z')), or D(z) without LG."""
+def as_generator(lg, network):
+    """(noise dimension, noise -> images function) of networks(...): D(LG(z')), D(z) without LG, or G(z)."""
+    if isinstance(network, DataGenerator):
+        return network.noise, network
     if lg is not None:
-        return lg.noise, lambda z: autoencoder.decoder(lg(z))
-    return autoencoder.latent, autoencoder.decoder
+        return lg.noise, lambda z: network.decoder(lg(z))
+    return network.latent, network.decoder
 
 
 def generator(run: Run, device: torch.device, checkpoint: str = "last"):
@@ -58,8 +66,11 @@ def sample(cfg: SampleConfig) -> str:
     device = pick_device(cfg.device)
     run = Run(cfg.run)
     if cfg.interpolations and run.config()["stage"] != 2:
+        stage = run.config()["stage"]
+        hint = f", try {Path(cfg.run) / 'latent'}" if stage == 1 else ""
         raise ConfigError(f"--interpolations needs a stage-2 run (from training.latent: the interpolations go "
-                          f"through LG); {cfg.run} is a stage-1 run, try {Path(cfg.run) / 'latent'}")
+                          f"through LG); {cfg.run} is a {'stage-1' if stage == 1 else 'data-space generator'} "
+                          f"run{hint}")
     lg, autoencoder = networks(run, device, cfg.checkpoint)
     dim, generate = as_generator(lg, autoencoder)
     rng = torch.Generator().manual_seed(cfg.seed)

@@ -17,7 +17,7 @@ from . import defaults, plots
 from .cli import NON_NEGATIVE, POSITIVE, RunOptions, config_from_args, field, restore, run_cli
 from .errors import ConfigError
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise, scored
-from .loop import LoopConfig, Stage, fit
+from .loop import LoopConfig, Stage, batch_norm_rows, fit
 from .models import MLP_WIDTH, Autoencoder, mlp_settings
 from .objectives import LOSS_NAMES, STAGE1, autoencoder_loss, parse_gamma, squared_error
 from .runs import Run
@@ -81,14 +81,15 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
     steps = datasets.steps(cfg.epochs, len(data), cfg.batch_size)
     std = datasets.pixel_std(data)
     gamma = parse_gamma(cfg.gamma, lcw_fast.silverman_gamma(std, cfg.batch_size))
+    torch.manual_seed(cfg.seed)
+    model = Autoencoder(data.shape, cfg.latent, mlp_width=mlp_width, batch_norm=cfg.batch_norm).to(world.device)
     world.barrier()  # every rank has checked the folder before rank 0 writes to it
     if world.writer:
         run.start({**dataclasses.asdict(cfg), "stage": 1, "shape": list(data.shape), "pixel_std": std,
                    "gamma_value": gamma, "mlp_width": mlp_width, "world_size": world.size,
-                   "rank_batch_size": local_batch}, cfg.resume)
-
-    torch.manual_seed(cfg.seed)
-    model = Autoencoder(data.shape, cfg.latent, mlp_width=mlp_width, batch_norm=cfg.batch_norm).to(world.device)
+                   "rank_batch_size": local_batch,
+                   "batch_norm_rows": batch_norm_rows(model, local_batch, cfg.chunk_size, world.size, cfg.sync_bn)},
+                  cfg.resume)
 
     def validate():
         x_hat, z = model(data.heldout)
@@ -100,7 +101,8 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
 
     stage = autoencoder_stage(model, cfg.objective, cfg.lam, gamma, validate, group=world.group)
     loop = LoopConfig(steps=steps, lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every,
-                      log_every=cfg.log_every, amp=cfg.amp, progress=cfg.progress, chunk_size=cfg.chunk_size)
+                      log_every=cfg.log_every, amp=cfg.amp, progress=cfg.progress, chunk_size=cfg.chunk_size,
+                      sync_bn=cfg.sync_bn)
     final = fit(stage, lambda first: datasets.batches(data, first, cfg.batch_size, cfg.seed, world.device,
                                                       cfg.workers, world.rank, world.size),
                 loop, run, world, cfg.resume)
