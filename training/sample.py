@@ -54,7 +54,8 @@ def generator(run: Run, device: torch.device, checkpoint: str = "last"):
 
 @torch.no_grad()
 def sample(cfg: SampleConfig) -> str:
-    """Writes the PNG(s); returns the sample grid's path."""
+    """Writes the PNG(s), titled with the generator, run, step and seed, and prints their paths; returns the
+    sample grid's path."""
     device = pick_device(cfg.device)
     run = Run(cfg.run)
     if cfg.interpolations and run.config()["stage"] != 2:
@@ -67,16 +68,20 @@ def sample(cfg: SampleConfig) -> str:
     if not out.lower().endswith(".png"):
         Path(out).mkdir(parents=True, exist_ok=True)
         out = str(Path(out) / f"samples-seed{cfg.seed}.png")
-    plots.grid(generate(torch.randn(cfg.n, dim, generator=rng).to(device)), out, nrow=cfg.nrow)
+    title = plots.samples_title(run.path, run.config()["stage"], run.step(cfg.checkpoint), cfg.seed)
+    plots.grid(generate(torch.randn(cfg.n, dim, generator=rng).to(device)), out, nrow=cfg.nrow, title=title)
+    print(f"samples: {out}")
     if cfg.interpolations:
         ends = torch.randn(16, dim, generator=rng).to(device)
-        plots.interpolations(lg, autoencoder.decoder, ends[:8], ends[8:], out.removesuffix(".png") + "-interpolations.png")
-    print(out)
+        paths = out.removesuffix(".png") + "-interpolations.png"
+        plots.interpolations(lg, autoencoder.decoder, ends[:8], ends[8:], paths)
+        print(f"interpolations: {paths}")
     return out
 
 
 def main(argv=None) -> None:
-    run_cli(sample, config_from_args(SampleConfig, "training.sample", __doc__, argv, positional=("run",)))
+    module = "training.sample"
+    run_cli(module, sample, config_from_args(SampleConfig, module, __doc__, argv, positional=("run",)))
 
 
 if __name__ == "__main__":
