@@ -23,7 +23,8 @@ def slug(heading):
     """GitHub's anchor for a heading: lower case, punctuation and symbols dropped (letters, marks, decimal
     digits, '_', '-' and spaces kept), spaces to '-'. Inline code keeps its text, markup its content."""
     text = re.sub(r"[`*]", "", heading.strip()).lower()
-    kept = "".join(c for c in text if c in "-_ " or unicodedata.category(c)[0] in "LM" or unicodedata.category(c) == "Nd")
+    kept = "".join(c for c in text if c in "-_ " or unicodedata.category(c)[0] in "LM"
+                   or unicodedata.category(c) == "Nd")
     return kept.replace(" ", "-")
 
 

@@ -98,6 +98,47 @@ def test_training_cli_writes_the_stage_end_domain_fid(root, tmp_path):
         assert len(records) == 1 and records[0]["generated"] == 500 and records[0]["fid_domain"] > 0
 
 
+def test_stage_end_fid_size_is_a_flag_and_0_skips_it(root, tmp_path, capsys):
+    common = ["--data-root", str(root), "--batch-size", "400", "--epochs", "1", "--no-progress", "--device", "cpu",
+              "--threads", "1"]
+    train.main(["--out", str(tmp_path / "small"), "--stage-end-fid", "50"] + common)
+    assert [r["generated"] for r in Run(tmp_path / "small").metrics() if "fid_domain" in r] == [50]
+    train.main(["--out", str(tmp_path / "none"), "--stage-end-fid", "0"] + common)
+    assert not [r for r in Run(tmp_path / "none").metrics() if "fid_domain" in r]
+    assert "domain FID" not in capsys.readouterr().out.split("none")[-1]
+
+
+def test_singular_feature_covariance_is_explained_once(monkeypatch, capsys):
+    """Dead ReLU features (constant columns) make the covariance singular: scipy's "Matrix is singular"
+    warning is replaced by one note per process, and the value is the Frechet distance all the same."""
+    import warnings
+
+    from scipy.linalg import LinAlgWarning
+
+    monkeypatch.setattr(fid, "_noted", [])
+    generator = np.random.default_rng(0)
+    a, b = generator.normal(size=(300, 12)), generator.normal(0.5, 1.0, size=(300, 12))
+    a[:, :4] = b[:, :4] = 0.0  # four dead features
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LinAlgWarning)  # a warning that escaped would fail here
+        first, second = fid.fid(a, b), fid.fid(a, b)
+    assert first == second == pytest.approx(fid.fid(a[:, 4:], b[:, 4:]), rel=1e-6)
+    err = capsys.readouterr().err
+    assert err.count("note: 4 of the 12 features are constant") == 1 and "Matrix is singular" in err
+
+
+def test_sample_grid_title_is_drawn_above(tmp_path):
+    from PIL import Image
+
+    images = torch.rand(16, 1, 28, 28)
+    plots.grid(images, tmp_path / "plain.png")
+    plots.grid(images, tmp_path / "titled.png", title="D(z), z ~ N(0, I): stage 1 of runs/a-rather-long-name, step 20")
+    plain, titled = (Image.open(tmp_path / f) for f in ("plain.png", "titled.png"))
+    assert titled.width == plain.width and titled.height >= plain.height + 16
+    band = np.asarray(titled.convert("L"))[: titled.height - plain.height]
+    assert (band < 128).any() and (band > 128).mean() > 0.5  # dark text on white
+
+
 def _stand_in_inception(path: Path) -> None:
     """A TorchScript module with the real file's interface as clean-fid uses it: `.layers` maps a
     normalised (B, 3, 299, 299) batch to (B, 2048) features (here 12 pooled values, then zeros)."""
@@ -180,7 +221,7 @@ def test_celeba_without_gdown_names_gdown(monkeypatch, tmp_path):
 def test_interpolations_of_a_stage_1_run_are_a_clear_error(ae_run, capsys):
     with pytest.raises(SystemExit) as exit_info:
         sample.main([str(ae_run), "--interpolations", "--device", "cpu"])
-    assert exit_info.value.code == 1 and "--interpolations needs a stage-2 run" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--interpolations needs a stage-2 run" in capsys.readouterr().err
 
 
 def test_pictures_are_labelled(tmp_path):

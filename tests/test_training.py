@@ -1,7 +1,12 @@
 """Training: model shapes, objectives against direct formulas, smoke runs of both stages, exact
-resume, the non-finite stop, the offline-download message and every CLI's --help."""
+resume, the non-finite stop, the offline-download message, every CLI's --help and one-line errors, and
+the newcomer fixes of issue 19 (titled grids, printed paths, the stale-encoder warning)."""
 import json
+import re
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -9,7 +14,8 @@ from torch import nn
 import lcw_fast
 from helpers import assert_close
 from lcw_fast import reference
-from training import compare, data, demo, errors, evaluate, latent, loop, models, objectives, sample, train
+from training import (compare, data, defaults, demo, errors, evaluate, latent, loop, models, objectives, sample,
+                      train)
 from training.runs import Run
 from training.world import World
 
@@ -139,11 +145,13 @@ def test_smoke_both_stages(smoke_runs):
     assert Run(stage2).metrics()[-1]["heldout_metric_stage1"] == first["heldout_metric"]
 
 
-def test_sample_cli(smoke_runs, tmp_path):
+def test_sample_cli(smoke_runs, tmp_path, capsys):
     root, _, _ = smoke_runs
     out = tmp_path / "grid.png"
     sample.main([str(root / "cw2" / "latent"), "--n", "6", "--out", str(out), "--interpolations", "--device", "cpu"])
     assert out.stat().st_size > 0 and (tmp_path / "grid-interpolations.png").stat().st_size > 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [f"samples: {out}", f"interpolations: {tmp_path / 'grid-interpolations.png'}"]
     sample.main([str(root / "cw2"), "--n", "4", "--out", str(tmp_path / "ae.png"), "--device", "cpu"])
     assert (tmp_path / "ae.png").stat().st_size > 0
     sample.main([str(root / "cw2"), "--n", "4", "--out", str(tmp_path / "folder"), "--device", "cpu"])
@@ -159,6 +167,45 @@ def test_missing_run_folder_is_a_clean_error(cli, argv, tmp_path, capsys):
     assert exit_info.value.code == 1
     assert f"error: {missing} is not a run folder (no config.json)" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_sample_grids_say_which_generator_drew_them(smoke_runs):
+    root, _, _ = smoke_runs
+    assert plots_title(root / "cw2", 1, 20) == f"D(z), z ~ N(0, I): stage 1 of {root / 'cw2'}, step 20"
+    assert plots_title(root / "cw2" / "latent", 2, 20, 3).startswith("D(LG(z')), z' ~ N(0, I): stage 2 of ")
+    assert plots_title(root / "cw2" / "latent", 2, 20, 3).endswith(", step 20, noise seed 3")
+    from PIL import Image
+
+    for run in (root / "cw2", root / "cw2" / "latent"):  # written by the training CLIs with a title band
+        picture = np.asarray(Image.open(run / "samples.png").convert("L"))
+        assert picture.shape[0] > picture.shape[1] and (picture[:10] < 128).any()
+
+
+def plots_title(run, stage, step, seed=None):
+    from training import plots
+
+    return plots.samples_title(run, stage, step, seed)
+
+
+def test_sampling_warns_when_stage_1_moved_after_stage_2(smoke_runs, tmp_path, capsys):
+    """Stage 2 records the stage-1 checkpoint's step and encoder fingerprint; sampling after stage 1 was
+    resumed warns, naming both steps and the command that retrains stage 2."""
+    root, _, _ = smoke_runs
+    stage1, stage2 = tmp_path / "cw2", tmp_path / "cw2" / "latent"
+    shutil.copytree(root / "cw2", stage1)
+    config = json.loads((stage2 / "config.json").read_text())
+    assert config["ae_step"] == 20 and len(config["ae_encoder_sha256"]) == 64
+    (stage2 / "config.json").write_text(json.dumps({**config, "ae": str(stage1), "out": str(stage2)}))
+    sample.main([str(stage2), "--n", "4", "--out", str(tmp_path / "before.png"), "--device", "cpu"])
+    assert "warning" not in capsys.readouterr().err
+    original = (root / "cw2" / "last.pt").read_bytes()
+    train.train_autoencoder(train.AutoencoderConfig(out=str(stage1), resume=True, epochs=2, progress=False,
+                                                    device="cpu", threads=1))
+    assert (root / "cw2" / "last.pt").read_bytes() == original  # the copy resumed, not the folder it came from
+    sample.main([str(stage2), "--n", "4", "--out", str(tmp_path / "after.png"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert f"warning: {stage2}: LG was trained on the encoder of {stage1}/last.pt at step 20" in err
+    assert "now step 40" in err and f"python -m training.latent --ae {stage1} --overwrite" in err
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -276,7 +323,8 @@ def test_cli_help(capsys, cli, flag):
 def test_out_of_range_flags_are_clean_errors(cli, argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1 and "usage" not in err
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -287,4 +335,53 @@ def test_out_of_range_flags_are_clean_errors(cli, argv, message, capsys):
 def test_bad_training_settings_are_clean_errors(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(argv + ["--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
-    assert exit_info.value.code == 1 and message in capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cli, argv", [
+    (train, ["--lr", "-1"]),                          # a field's minimum, checked while parsing
+    (train, ["--objective", "vae"]),                  # argparse's own choices
+    (train, ["--no-such-flag"]),                      # argparse's own unknown flag
+    (train, ["--gamma", "-1", "--device", "cpu"]),    # checked once training starts
+    (train, ["--device", "cuda"]),                    # no GPU
+    (latent, ["--device", "cuda:0", "--ae", "x"]),
+    (sample, ["x", "--device", "cuda"]),
+    (evaluate, ["x", "--device", "cuda"]),
+    (demo, ["--device", "cuda"]),
+    (compare, ["--objectives", "vae"]),
+])
+def test_every_flag_error_is_one_line_and_exit_status_2(cli, argv, tmp_path, monkeypatch, capsys):
+    """One convention for every training CLI: `python -m training.X: error: ...`, one line, status 2 for a
+    flag error wherever it is found (parsing or later); other user errors are status 1."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)  # nothing is written, but if it were, not into the checkout
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    module = cli.__name__
+    assert exit_info.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"python -m {module}: error: ") and "Traceback" not in err
+    if any(a.startswith("cuda") for a in argv):
+        assert "no CUDA GPU is visible here" in err and "--device cpu" in err
+    with pytest.raises(SystemExit) as exit_info:
+        sample.main([str(tmp_path / "not-a-run"), "--device", "cpu"])
+    assert exit_info.value.code == 1 and capsys.readouterr().err.startswith("python -m training.sample: error: ")
+
+
+def test_help_gives_the_batch_defaults_that_are_used(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    small, large = map(int, re.search(r"default: (\d+) for 28x28 data, (\d+) for CelebA",
+                                      " ".join(capsys.readouterr().out.split())).groups())
+    for objective in objectives.STAGE1:
+        assert defaults.stage1("mnist5k", (1, 28, 28), objective)["batch_size"] == small
+        assert defaults.stage1("celeba", (3, 64, 64), objective)["batch_size"] == large
+
+
+def test_the_docs_gamma_example_is_the_mnist5k_default():
+    """docs/training.md's --gamma auto example is Silverman's gamma at mnist5k's pixel std and default batch."""
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    batch, gamma = re.search(r"mnist5k, batch (\d+): ([0-9.]+)", text).groups()
+    assert int(batch) == defaults.stage1("mnist5k", (1, 28, 28), "cw2")["batch_size"]
+    expected = lcw_fast.silverman_gamma(data.pixel_std(data.load("mnist5k")), int(batch))
+    assert float(gamma) == pytest.approx(expected, abs=5e-5)

@@ -2,6 +2,12 @@
 
 Each field's metadata["help"] is its --help text; a field whose default is None is filled in later
 from training.defaults (the help says so).
+
+Errors, the same in every training CLI: one line on stderr, `python -m training.X: error: <message>`,
+no usage block and no traceback. Exit status 2 for a flag error (argparse's own, and every ConfigError,
+whether found while parsing or later, e.g. --device cuda without a GPU); 1 for the other user errors of
+training.errors (no run folder, a run already there, data or weights missing, a non-finite loss, a lost
+torchrun process). Anything else is a bug and keeps its traceback.
 """
 import argparse
 import dataclasses
@@ -9,11 +15,22 @@ import sys
 import typing
 from typing import Optional
 
+from .defaults import STAGE_END_FID
 from .errors import USER_ERRORS, ConfigError
 
 
+FLAG_ERROR, USER_ERROR = 2, 1  # exit statuses (see the module docstring)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLIs' one-line errors: `prog: error: message`, exit status 2, no usage block."""
+
+    def error(self, message: str):
+        fail(self.prog, f"{message} (--help lists the flags)", FLAG_ERROR)
+
+
 def parser_for(cls, prog: str, description: str, positional: tuple = ()) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = Parser(prog=prog, description=description)
     shared = {f.name for f in dataclasses.fields(RunOptions)}
     fields = dataclasses.fields(cls)
     for f in [f for f in fields if f.name not in shared] + [f for f in fields if f.name in shared]:
@@ -75,24 +92,32 @@ def validate(config) -> None:
             raise ConfigError(f"--{f.name.replace('_', '-')} must be {'>=' if inclusive else '>'} {bound}, got {value}")
 
 
-def run_cli(function, *args):
-    """Calls function(*args) for a CLI: a user error (training.errors) becomes a one-line error."""
+def run_cli(module: str, function, *args):
+    """Calls function(*args) for `python -m module`: a user error (training.errors) becomes a one-line
+    error with the status of the module docstring."""
     try:
         return function(*args)
     except USER_ERRORS as error:
-        fail(str(error))
+        fail(f"python -m {module}", str(error), FLAG_ERROR if isinstance(error, ConfigError) else USER_ERROR)
 
 
-def fail(message: str) -> None:
-    """Prints a one-paragraph error (no traceback) and exits with status 1."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(1)
+def fail(prog: str, message: str, status: int) -> None:
+    """Prints `prog: error: message` (no traceback) and exits with `status`."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(status)
 
 
 def restore(cls, stored: dict, **overrides):
     """The config `cls` saved in a run's config.json (extra keys ignored), with `overrides` applied."""
     names = {f.name for f in dataclasses.fields(cls)}
     return dataclasses.replace(cls(**{k: v for k, v in stored.items() if k in names}), **overrides)
+
+
+def stage_end_fid_field():
+    """--stage-end-fid: None means defaults.STAGE_END_FID (read when the stage ends), 0 skips the FID."""
+    return field(None, f"generated images of the domain FID written when a stage ends (mnist5k, mnist, fmnist; "
+                       f"default {STAGE_END_FID:,}: on a CPU about half of a 2-epoch run); 0 skips it",
+                 minimum=NON_NEGATIVE)
 
 
 @dataclasses.dataclass
@@ -120,6 +145,7 @@ class RunOptions:
     sync_bn: bool = field(False, "under torchrun on CUDA, BatchNorm normalises over the rows of every process "
                                  "(torch's SyncBatchNorm); without it each process's rows (each chunk of them with "
                                  "--chunk-size) are normalised alone. config.json records batch_norm_rows")
+    stage_end_fid: Optional[int] = stage_end_fid_field()
 
     def __post_init__(self):
         validate(self)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .cli import run_cli
+from .cli import Parser, run_cli
 from .demo import two_stages
 from .evaluate import fid_kid
 from .objectives import STAGE1
@@ -58,7 +58,7 @@ def measure(out: str, objective: str, seed: int, n: int, subsets: int, device: s
         print(f"{objective} seed {seed}: not trained in {out}, left out", flush=True)
         return []
     if not reused:
-        summaries = two_stages(out, objective, seed, device, threads, progress=False, overwrite=reuse, score=False)
+        summaries = two_stages(out, objective, seed, device, threads, progress=False, overwrite=reuse, stage_end_fid=0)
     done = [(summary, (reused and _scored(summary["run"], n, subsets))
              or fid_kid(Run(summary["run"]), "domain", n, True, torch.device("cpu"), kid_subsets=subsets))
             for summary in summaries]
@@ -84,8 +84,8 @@ def _mean_std(values: list, digits: int) -> str:
 def table(rows: list, seeds: list, n: int, seconds: float) -> str:
     """The Markdown table: mean ± std over seeds per model, the paper's MNIST values beside."""
     models = [m for pair in NAMES.values() for m in pair if any(r["model"] == m for r in rows)]
-    timing = ("Trained and scored earlier (--reuse); the wall time is in docs/results.md." if any(r["reused"] for r in rows)
-              else f"Wall time {seconds / 60:.0f} min.")
+    timing = ("Trained and scored earlier (--reuse); the wall time is in docs/results.md."
+              if any(r["reused"] for r in rows) else f"Wall time {seconds / 60:.0f} min.")
     lines = [f"mnist5k (4,000 training digits), seeds {', '.join(map(str, seeds))}; domain FID / KID: {n:,} "
              f"generated images against the training split, features of {rows[0]['features']}; held-out kernel "
              "metric and reconstruction error (mean per-image sum of squared errors, pixels in [0, 1]) on the "
@@ -109,8 +109,9 @@ def table(rows: list, seeds: list, n: int, seconds: float) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    module = "training.compare"
+    parser = Parser(prog=f"python -m {module}", description=__doc__.splitlines()[0],
+                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--objectives", nargs="+", default=list(STAGE1), choices=STAGE1, help="first stages")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (one run of both stages each)")
     parser.add_argument("--out", default="runs/compare", help="parent folder of the runs OUT/<objective>-seed<seed>")
@@ -130,7 +131,7 @@ def main(argv=None) -> None:
     rows = []
     for objective in args.objectives:
         for seed in args.seeds:
-            rows += run_cli(measure, f"{args.out}/{objective}-seed{seed}", objective, seed, args.n,
+            rows += run_cli(module, measure, f"{args.out}/{objective}-seed{seed}", objective, seed, args.n,
                             args.kid_subsets, args.device, args.threads, args.reuse, args.finished_only)
     seconds = time.perf_counter() - start
     results = Path(args.results)

@@ -56,6 +56,7 @@ OVERRIDES = {("fmnist", "cwae"): dict(lam=10.0)}
 EPOCHS = {"mnist5k": 200, "mnist": 50, "fmnist": 50, "celeba": 30}
 LATENT_EPOCHS = {"mnist5k": 100, "mnist": 50, "fmnist": 50, "celeba": 30}
 LATENT = {"small": dict(noise=8, batch_size=256, lr=1e-3), "celeba": dict(noise=32, batch_size=256, lr=1e-3)}
+STAGE_END_FID = 10000  # generated images of the domain FID at the end of every stage (--stage-end-fid)
 
 
 def family(shape) -> str:

@@ -8,9 +8,10 @@ and the domain FID of D(z), z ~ N(0, I) against D(LG(z')).
 """
 import time
 from dataclasses import dataclass
+from typing import Optional
 
-from .cli import POSITIVE, config_from_args, field, run_cli, validate
-from .evaluate import scored
+from .cli import POSITIVE, config_from_args, field, run_cli, stage_end_fid_field, validate
+from .evaluate import STAGE_END_SAMPLES, scored
 from .latent import LatentConfig, train_latent
 from .train import AutoencoderConfig, train_autoencoder
 
@@ -22,30 +23,35 @@ class DemoConfig:
     device: str = field("auto", "auto (cuda if available, else cpu), cpu, cuda, ...")
     threads: int = field(1, "CPU threads of PyTorch (the MLPs gain nothing from more)", minimum=POSITIVE)
     overwrite: bool = field(True, "replace an earlier demo in --out (--no-overwrite refuses instead)")
+    stage_end_fid: Optional[int] = stage_end_fid_field()
 
     def __post_init__(self):
         validate(self)
 
 
 def two_stages(out: str, objective: str = "cw2", seed: int = 0, device: str = "auto", threads: int = 1,
-               progress: bool = True, overwrite: bool = False, score: bool = True):
+               progress: bool = True, overwrite: bool = False, stage_end_fid: Optional[int] = None):
     """Stage 1 (`objective`) on mnist5k into `out`, stage 2 into `out`/latent, all other settings default,
-    each followed by its domain FID unless `score` is False; returns (stage-1 summary, stage-2 summary)."""
-    common = dict(seed=seed, device=device, threads=threads, progress=progress, overwrite=overwrite)
-    stage = scored if score else (lambda train_stage, cfg: train_stage(cfg))
-    first = stage(train_autoencoder, AutoencoderConfig(data="mnist5k", objective=objective, out=out, **common))
-    second = stage(train_latent, LatentConfig(ae=out, **common))
+    each followed by its domain FID of `stage_end_fid` images (default evaluate.STAGE_END_SAMPLES; 0: none);
+    returns (stage-1 summary, stage-2 summary)."""
+    common = dict(seed=seed, device=device, threads=threads, progress=progress, overwrite=overwrite,
+                  stage_end_fid=stage_end_fid)
+    first = scored(train_autoencoder, AutoencoderConfig(data="mnist5k", objective=objective, out=out, **common))
+    second = scored(train_latent, LatentConfig(ae=out, **common))
     return first, second
 
 
 def main(argv=None) -> None:
-    args = config_from_args(DemoConfig, "training.demo", __doc__, argv)
+    module = "training.demo"
+    args = config_from_args(DemoConfig, module, __doc__, argv)
     start = time.perf_counter()
-    first, second = run_cli(two_stages, args.out, "cw2", args.seed, args.device, args.threads, True, args.overwrite)
+    first, second = run_cli(module, two_stages, args.out, "cw2", args.seed, args.device, args.threads, True,
+                            args.overwrite, args.stage_end_fid)
     fid = lambda summary: (f"   domain FID {summary['fid_domain']:.2f}" if "fid_domain" in summary else "")
     print(f"\nmnist5k, CW² + Latent Trick, {time.perf_counter() - start:.0f} s. Held-out kernel metric "
           f"(cw_distance to 1,000 held-out digits, gamma {first['metric_gamma']:.5f}; lower is better) and domain FID "
-          f"(LeNet features, 10,000 generated vs the training digits; lower is better):\n"
+          f"(LeNet features, {STAGE_END_SAMPLES if args.stage_end_fid is None else args.stage_end_fid:,} generated "
+          f"vs the training digits; lower is better):\n"
           f"  D(z),      z ~ N(0, I):  {first['heldout_metric']:.5f}{fid(first)}\n"
           f"  D(LG(z')), z' ~ N(0, I): {second['heldout_metric']:.5f}{fid(second)}\n"
           f"  D(E(x)), reconstructions of the held-out digits (a floor): "

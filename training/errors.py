@@ -1,5 +1,6 @@
 """The user errors of the training commands: the CLIs print each as one line, without a traceback
-(training.cli.run_cli). Anything else is a bug and keeps its traceback."""
+(training.cli.run_cli: `python -m training.X: error: ...`, exit status 2 for a ConfigError, 1 for
+the others). Anything else is a bug and keeps its traceback."""
 
 
 class ConfigError(ValueError):

@@ -17,6 +17,7 @@ import torch
 
 import lcw_fast
 
+from . import defaults
 from .cli import POSITIVE, config_from_args, field, run_cli, validate
 
 METRIC_SAMPLES = 1000
@@ -56,7 +57,7 @@ local weights file (never downloaded). --fid domain: a LeNet classifier of the d
 fmnist), trained once and cached; domain FID is comparable only with domain FID, not with Inception FID
 or the paper's numbers.
 """
-STAGE_END_SAMPLES = 10000   # generated images of the domain FID written at the end of every stage
+STAGE_END_SAMPLES = defaults.STAGE_END_FID  # generated images of the stage-end domain FID (--stage-end-fid)
 _REFERENCE = {}             # (extractor name, data set, n_real) -> features of the training images, per process
 
 
@@ -145,26 +146,27 @@ def fid_kid(run, kind: str, n: int, kid: bool, device: torch.device, seed: int =
     return record
 
 
-def stage_end(summary: dict) -> dict:
-    """The domain FID of a stage that just finished (STAGE_END_SAMPLES images), where its data set has
-    a domain extractor; returns the summary with "fid_domain" added (the record goes to metrics.jsonl)."""
+def stage_end(summary: dict, samples: Optional[int] = None) -> dict:
+    """The domain FID of a stage that just finished (`samples` generated images, default
+    STAGE_END_SAMPLES; 0 skips it), where its data set has a domain extractor; returns the summary with
+    "fid_domain" added (the record goes to metrics.jsonl)."""
     from .runs import Run
 
-    if "run" not in summary:  # a torchrun rank other than the writer: rank 0 scores the stage
+    samples = STAGE_END_SAMPLES if samples is None else samples
+    if "run" not in summary or samples == 0:  # another torchrun rank (rank 0 scores the stage), or skipped
         return summary
     run = Run(summary["run"])
     if not has_domain_extractor(run):
         return summary
-    record = fid_kid(run, "domain", STAGE_END_SAMPLES, False, torch.device("cpu"))
-    print(f"  domain FID (LeNet features, {STAGE_END_SAMPLES} generated vs the training split): "
-          f"{record['fid_domain']:.3f}")
+    record = fid_kid(run, "domain", samples, False, torch.device("cpu"))
+    print(f"  domain FID (LeNet features, {samples} generated vs the training split): {record['fid_domain']:.3f}")
     return {**summary, "fid_domain": record["fid_domain"]}
 
 
 def scored(train_stage, cfg) -> dict:
     """train_stage(cfg) (training.train.train_autoencoder or training.latent.train_latent), then its
-    stage-end domain FID (stage_end); the one place a stage's FID is written."""
-    return stage_end(train_stage(cfg))
+    stage-end domain FID of cfg.stage_end_fid images (stage_end); the one place a stage's FID is written."""
+    return stage_end(train_stage(cfg), cfg.stage_end_fid)
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
@@ -184,7 +186,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
 
 def main(argv=None) -> None:
-    run_cli(evaluate, config_from_args(EvaluateConfig, "training.evaluate", EVALUATE_DOC, argv, positional=("run",)))
+    module = "training.evaluate"
+    run_cli(module, evaluate, config_from_args(EvaluateConfig, module, EVALUATE_DOC, argv, positional=("run",)))
 
 
 if __name__ == "__main__":

@@ -104,10 +104,10 @@ def train_generator(cfg: GeneratorConfig) -> dict:
     if cfg.resume:
         if cfg.out is None:
             raise ConfigError("--resume needs --out, the run folder to continue")
-        stored = Run(cfg.out).config()
-        cfg = restore(GeneratorConfig, stored, resume=True, overwrite=False, steps=cfg.steps or stored["steps"],
-                      chunk_size=cfg.chunk_size or stored.get("chunk_size"), device=cfg.device, threads=cfg.threads,
-                      progress=cfg.progress)
+        stored = Run(cfg.out).config()  # the folder given wins over the "out" it records (it may have been moved)
+        cfg = restore(GeneratorConfig, stored, out=cfg.out, resume=True, overwrite=False,
+                      steps=cfg.steps or stored["steps"], chunk_size=cfg.chunk_size or stored.get("chunk_size"),
+                      device=cfg.device, threads=cfg.threads, progress=cfg.progress, stage_end_fid=cfg.stage_end_fid)
     if cfg.loss == "sw" and world.size > 1:
         raise ConfigError("--loss sw runs in one process (its sort over the global batch is not distributed); "
                           "run it without torchrun, with --chunk-size for large batches")
@@ -151,7 +151,7 @@ def train_generator(cfg: GeneratorConfig) -> dict:
                "heldout_metric": kernel_metric(samples, data.heldout, gamma_m)}
     run.log(summary)
     name = {"cw": "CW-Generator", "sw": "SW-Generator"}[cfg.loss]
-    plots.grid(samples[:64], run.path / "samples.png")
+    plots.grid(samples[:64], run.path / "samples.png", title=plots.samples_title(run.path, "generator", loop.steps))
     plots.loss_curve(run.metrics(), run.path / "loss.png",
                      f"{name} on {cfg.data}, batch {cfg.batch_size}", LOSS_NAMES[f"{cfg.loss}g"])
     print(f"{name} done: {run.path}\n  held-out metric D(G(z)): {summary['heldout_metric']:.5f} (gamma {gamma_m:.5f})")
@@ -159,7 +159,8 @@ def train_generator(cfg: GeneratorConfig) -> dict:
 
 
 def main(argv=None) -> None:
-    run_cli(scored, train_generator, config_from_args(GeneratorConfig, "training.generator", __doc__, argv))
+    module = "training.generator"
+    run_cli(module, scored, train_generator, config_from_args(GeneratorConfig, module, __doc__, argv))
 
 
 if __name__ == "__main__":

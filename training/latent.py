@@ -22,7 +22,7 @@ from .cli import POSITIVE, RunOptions, config_from_args, field, restore, run_cli
 from .errors import ConfigError
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise, scored
 from .loop import LoopConfig, Stage, batch_norm_rows, fit
-from .models import LatentGenerator, load_autoencoder
+from .models import LatentGenerator, fingerprint, load_autoencoder
 from .objectives import LOSS_NAMES, latent_trick_loss, parse_gamma
 from .runs import Run
 from .train import AutoencoderConfig
@@ -39,7 +39,7 @@ class LatentConfig(RunOptions):
     epochs: Optional[int] = field(None, "passes over the training images' encodings (default: training.defaults)",
                                   minimum=POSITIVE)
     batch_size: Optional[int] = field(None, "noise samples and encodings per step, over all torchrun processes "
-                                            "(default: 256)", minimum=POSITIVE)
+                                            f"(default: {defaults.LATENT['small']['batch_size']})", minimum=POSITIVE)
     lr: Optional[float] = field(None, "Adam learning rate (default: 1e-3)", minimum=POSITIVE)
     gamma: str = field("auto", "latent bandwidth: auto = Silverman (1.06 sigma n^-1/5)^2 from the std of the "
                                "encoded training images (in LG's standardised coordinates, so sigma = 1) and "
@@ -62,10 +62,12 @@ def train_latent(cfg: LatentConfig) -> dict:
     if cfg.resume:
         if cfg.out is None and cfg.ae is None:
             raise ConfigError("--resume needs --out (or --ae), the stage-2 run folder to continue")
-        stored = Run(cfg.out or f"{cfg.ae}/latent").config()
-        cfg = restore(LatentConfig, stored, resume=True, overwrite=False, epochs=cfg.epochs or stored["epochs"],
+        folder = cfg.out or f"{cfg.ae}/latent"
+        stored = Run(folder).config()  # the folder given wins over the "out" it records (it may have been moved)
+        cfg = restore(LatentConfig, stored, out=folder, resume=True, overwrite=False,
+                      epochs=cfg.epochs or stored["epochs"],
                       chunk_size=cfg.chunk_size or stored.get("chunk_size"), device=cfg.device, threads=cfg.threads,
-                      progress=cfg.progress)
+                      progress=cfg.progress, stage_end_fid=cfg.stage_end_fid)
     if cfg.ae is None:
         raise ConfigError("--ae (the stage-1 run folder) is required")
     device = world.device
@@ -93,7 +95,8 @@ def train_latent(cfg: LatentConfig) -> dict:
     if world.writer:
         run.start({**dataclasses.asdict(cfg), "stage": 2, "latent_std": latent_std, "gamma_value": gamma,
                    "encoding_std": lg.std.tolist(), "world_size": world.size, "rank_batch_size": local_batch,
-                   "batch_norm_rows": batch_norm_rows(lg, local_batch, cfg.chunk_size, world.size, cfg.sync_bn)},
+                   "batch_norm_rows": batch_norm_rows(lg, local_batch, cfg.chunk_size, world.size, cfg.sync_bn),
+                   "ae_step": ae_run.step(cfg.checkpoint), "ae_encoder_sha256": fingerprint(autoencoder.encoder)},
                   cfg.resume)
     val_noise = metric_noise(cfg.noise, device, len(latents.heldout))
 
@@ -122,7 +125,7 @@ def train_latent(cfg: LatentConfig) -> dict:
                "heldout_metric": kernel_metric(samples, images.heldout, gamma_m),
                "heldout_metric_stage1": prior[-1]["heldout_metric"] if prior else None}
     run.log(summary)
-    plots.grid(samples[:64], run.path / "samples.png")
+    plots.grid(samples[:64], run.path / "samples.png", title=plots.samples_title(run.path, 2, loop.steps))
     pairs = metric_noise(cfg.noise, device, 16)
     plots.interpolations(lg, autoencoder.decoder, pairs[:8], pairs[8:], run.path / "interpolations.png")
     plots.loss_curve(run.metrics(), run.path / "loss.png",
@@ -133,7 +136,8 @@ def train_latent(cfg: LatentConfig) -> dict:
 
 
 def main(argv=None) -> None:
-    run_cli(scored, train_latent, config_from_args(LatentConfig, "training.latent", __doc__, argv))
+    module = "training.latent"
+    run_cli(module, scored, train_latent, config_from_args(LatentConfig, module, __doc__, argv))
 
 
 if __name__ == "__main__":

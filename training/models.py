@@ -6,9 +6,14 @@ BatchNorm (mlp_width=200, batch_norm=False builds that).
 3x64x64 RGB (CelebA): convolutional encoder/decoder.
 Latent generator LG: noise (B, noise) -> latent (B, latent).
 Data-space generator G (the CW-/SW-Generator baselines): noise (B, noise) -> images (B, C, H, W).
-load_autoencoder / load_generator / load_data_generator rebuild the trained networks of a run folder.
+load_autoencoder / load_generator / load_data_generator rebuild the trained networks of a run folder;
+load_generator warns when the stage-1 encoder LG was trained on has changed since (stage 1 resumed or
+replaced).
 """
+import hashlib
 import math
+import sys
+from typing import Optional
 
 import torch
 from torch import nn
@@ -164,10 +169,36 @@ def load_autoencoder(run: Run, device: torch.device, checkpoint: str = "last") -
     return model.eval()
 
 
+def fingerprint(module: nn.Module) -> str:
+    """sha256 (hex) of a module's state: every parameter and buffer, in state_dict order, as bytes."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def stale_encoder(run: Run, config: dict, autoencoder: Autoencoder) -> Optional[str]:
+    """Why LG of the stage-2 run (its config.json `config`) no longer fits the encoder of its stage-1 run
+    now loaded as `autoencoder`, or None. Stage 2 records the encoder's fingerprint and checkpoint step
+    (runs from before that record are not checked)."""
+    if "ae_encoder_sha256" not in config or fingerprint(autoencoder.encoder) == config["ae_encoder_sha256"]:
+        return None
+    ae, checkpoint = config["ae"], config["checkpoint"]
+    return (f"{run.path}: LG was trained on the encoder of {ae}/{checkpoint}.pt at step {config['ae_step']}, and "
+            f"that checkpoint has changed since (now step {Run(ae).step(checkpoint)}: stage 1 was resumed or "
+            f"replaced), so D(LG(z')) decodes latents learnt from an older encoder. Retrain stage 2: "
+            f"python -m training.latent --ae {ae} --overwrite")
+
+
 def load_generator(run: Run, device: torch.device, checkpoint: str = "last"):
-    """(LG in eval mode, the stage-1 autoencoder in eval mode) of a stage-2 run."""
+    """(LG in eval mode, the stage-1 autoencoder in eval mode) of a stage-2 run; warns on stderr when the
+    stage-1 checkpoint changed after LG was trained (stale_encoder)."""
     config = run.config()
     autoencoder = load_autoencoder(Run(config["ae"]), device, config["checkpoint"])
+    stale = stale_encoder(run, config, autoencoder)
+    if stale:
+        print(f"warning: {stale}", file=sys.stderr)
     lg = LatentGenerator(config["noise"], autoencoder.latent).to(device)
     lg.load_state_dict(run.load(checkpoint, device)["models"]["lg"])
     return lg.eval(), autoencoder

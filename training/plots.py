@@ -15,13 +15,13 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 
-def grid(images: torch.Tensor, path, nrow: int = 8, row_labels=None) -> None:
+def grid(images: torch.Tensor, path, nrow: int = 8, row_labels=None, title: str = None) -> None:
     """A grid of `nrow` images per row; `row_labels` (optional, cycled over the rows) are written in a
-    white margin left of each row."""
+    white margin left of each row, `title` (optional, wrapped to the width) in a white band above."""
     pictures = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
     picture = Image.fromarray(pictures.mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy())
+    font = ImageFont.load_default()
     if row_labels:
-        font = ImageFont.load_default()
         margin = 6 + max(int(ImageDraw.Draw(picture).textlength(label, font=font)) for label in row_labels)
         labelled = Image.new("RGB", (margin + picture.width, picture.height), "white")
         labelled.paste(picture, (margin, 0))
@@ -30,7 +30,24 @@ def grid(images: torch.Tensor, path, nrow: int = 8, row_labels=None) -> None:
             draw.text((3, 2 + row * row_height + row_height // 2), row_labels[row % len(row_labels)], fill="black",
                       font=font, anchor="lm")
         picture = labelled
+    if title:
+        width = max(picture.width, 160)
+        chars = max(16, int(len(title) * (width - 6) / max(ImageDraw.Draw(picture).textlength(title, font=font), 1)))
+        lines = textwrap.wrap(title, chars)
+        titled = Image.new("RGB", (width, picture.height + 4 + 12 * len(lines)), "white")
+        titled.paste(picture, (0, 4 + 12 * len(lines)))
+        ImageDraw.Draw(titled).multiline_text((3, 2), "\n".join(lines), fill="black", font=font, spacing=2)
+        picture = titled
     picture.save(Path(path))
+
+
+def samples_title(run, stage, step: int, seed=None) -> str:
+    """The title of a sample grid: which generator drew it (D(z) of stage 1, D(LG(z')) of stage 2, G(z) of a
+    data-space generator run, stage "generator"), from which run folder and checkpoint step, and (when
+    given) the noise seed."""
+    generator, what = {1: ("D(z), z ~ N(0, I)", "stage 1"), 2: ("D(LG(z')), z' ~ N(0, I)", "stage 2"),
+                       "generator": ("G(z), z ~ N(0, I)", "data-space generator")}[stage]
+    return f"{generator}: {what} of {run}, step {step}" + ("" if seed is None else f", noise seed {seed}")
 
 
 def reconstructions(originals: torch.Tensor, reconstructed: torch.Tensor, path, per_row: int = 8) -> None:

@@ -62,11 +62,12 @@ def generator(run: Run, device: torch.device, checkpoint: str = "last"):
 
 @torch.no_grad()
 def sample(cfg: SampleConfig) -> str:
-    """Writes the PNG(s); returns the sample grid's path."""
+    """Writes the PNG(s), titled with the generator, run, step and seed, and prints their paths; returns the
+    sample grid's path."""
     device = pick_device(cfg.device)
     run = Run(cfg.run)
-    if cfg.interpolations and run.config()["stage"] != 2:
-        stage = run.config()["stage"]
+    stage = run.config()["stage"]
+    if cfg.interpolations and stage != 2:
         hint = f", try {Path(cfg.run) / 'latent'}" if stage == 1 else ""
         raise ConfigError(f"--interpolations needs a stage-2 run (from training.latent: the interpolations go "
                           f"through LG); {cfg.run} is a {'stage-1' if stage == 1 else 'data-space generator'} "
@@ -78,16 +79,20 @@ def sample(cfg: SampleConfig) -> str:
     if not out.lower().endswith(".png"):
         Path(out).mkdir(parents=True, exist_ok=True)
         out = str(Path(out) / f"samples-seed{cfg.seed}.png")
-    plots.grid(generate(torch.randn(cfg.n, dim, generator=rng).to(device)), out, nrow=cfg.nrow)
+    title = plots.samples_title(run.path, stage, run.step(cfg.checkpoint), cfg.seed)
+    plots.grid(generate(torch.randn(cfg.n, dim, generator=rng).to(device)), out, nrow=cfg.nrow, title=title)
+    print(f"samples: {out}")
     if cfg.interpolations:
         ends = torch.randn(16, dim, generator=rng).to(device)
-        plots.interpolations(lg, autoencoder.decoder, ends[:8], ends[8:], out.removesuffix(".png") + "-interpolations.png")
-    print(out)
+        paths = out.removesuffix(".png") + "-interpolations.png"
+        plots.interpolations(lg, autoencoder.decoder, ends[:8], ends[8:], paths)
+        print(f"interpolations: {paths}")
     return out
 
 
 def main(argv=None) -> None:
-    run_cli(sample, config_from_args(SampleConfig, "training.sample", __doc__, argv, positional=("run",)))
+    module = "training.sample"
+    run_cli(module, sample, config_from_args(SampleConfig, module, __doc__, argv, positional=("run",)))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ class AutoencoderConfig(RunOptions):
     latent: Optional[int] = field(None, "latent dimension (default: training.defaults)", minimum=POSITIVE)
     epochs: Optional[int] = field(None, "passes over the training images (default: training.defaults)",
                                   minimum=POSITIVE)
-    batch_size: Optional[int] = field(None, "images per step, over all torchrun processes (default: 256)",
+    batch_size: Optional[int] = field(None, "images per step, over all torchrun processes (default: "
+                                            f"{defaults.STAGE1['small']['cw2']['batch_size']} for 28x28 data, "
+                                            f"{defaults.STAGE1['celeba']['cw2']['batch_size']} for CelebA)",
                                       minimum=POSITIVE)
     lr: Optional[float] = field(None, "Adam learning rate (default: training.defaults)", minimum=POSITIVE)
     lam: Optional[float] = field(None, "lambda, the weight of log cw_normality(z) (cwae, cw2)",
@@ -67,11 +69,12 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
     if cfg.resume:
         if cfg.out is None:
             raise ConfigError("--resume needs --out, the run folder to continue")
-        stored = Run(cfg.out).config()
-        cfg = restore(AutoencoderConfig, stored, resume=True, overwrite=False, epochs=cfg.epochs or stored["epochs"],
+        stored = Run(cfg.out).config()  # the folder given wins over the "out" it records (it may have been moved)
+        cfg = restore(AutoencoderConfig, stored, out=cfg.out, resume=True, overwrite=False,
+                      epochs=cfg.epochs or stored["epochs"],
                       batch_norm=mlp_settings(stored)["batch_norm"],
                       chunk_size=cfg.chunk_size or stored.get("chunk_size"), device=cfg.device, threads=cfg.threads,
-                      progress=cfg.progress)
+                      progress=cfg.progress, stage_end_fid=cfg.stage_end_fid)
     run = Run(cfg.out or f"runs/{cfg.data.replace(':', '-').replace('/', '_')}-{cfg.objective}")
     run.check_start(cfg.resume, cfg.overwrite)
     data = datasets.load(cfg.data, cfg.data_root, workers=cfg.workers).to(world.device)
@@ -116,7 +119,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
                "heldout_metric": kernel_metric(samples, data.heldout, gamma_m),
                "heldout_metric_reconstructions": kernel_metric(reconstructions, data.heldout, gamma_m)}
     run.log(summary)
-    plots.grid(samples[:64], run.path / "samples.png")
+    plots.grid(samples[:64], run.path / "samples.png", title=plots.samples_title(run.path, 1, loop.steps))
     plots.reconstructions(data.heldout[:32], reconstructions[:32], run.path / "reconstructions.png")
     plots.loss_curve(run.metrics(), run.path / "loss.png", f"stage 1 ({cfg.objective}) on {cfg.data}",
                      LOSS_NAMES[cfg.objective])
@@ -127,7 +130,8 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
 
 
 def main(argv=None) -> None:
-    run_cli(scored, train_autoencoder, config_from_args(AutoencoderConfig, "training.train", __doc__, argv))
+    module = "training.train"
+    run_cli(module, scored, train_autoencoder, config_from_args(AutoencoderConfig, module, __doc__, argv))
 
 
 if __name__ == "__main__":

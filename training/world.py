@@ -20,14 +20,26 @@ from .errors import ConfigError, RankFailed
 
 def pick_device(name: str, threads: Optional[int] = None, local_rank: int = 0) -> torch.device:
     """The torch.device for --device (auto: cuda if available, else cpu; "cuda" under torchrun:
-    cuda:LOCAL_RANK); sets the CPU thread count if given."""
+    cuda:LOCAL_RANK); sets the CPU thread count if given. A device that is not there (cuda without a
+    visible GPU, cuda:N beyond the last one, a name torch does not know) is a ConfigError."""
     if threads:
         torch.set_num_threads(threads)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and local_rank:
         name = f"cuda:{local_rank}"
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: not a device name (auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {name}: no CUDA GPU is visible here (torch.cuda.is_available() is False); "
+                              "use --device cpu (or auto)")
+        if (device.index or 0) >= count:
+            raise ConfigError(f"--device {name}: only {count} CUDA GPU(s) here (cuda:0 to cuda:{count - 1})")
+    return device
 
 
 @dataclass(frozen=True)
