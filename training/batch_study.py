@@ -1,0 +1,255 @@
+"""What a bigger batch buys a generator on mnist5k, up to the whole training set in one exact step.
+
+    python -m training.batch_study                          # every cell, 3 seeds (hours of CPU: see --reuse)
+    python -m training.batch_study --parts a --batches 256 --gammas fixed --seeds 0     # one cell
+    python -m training.batch_study --table-only             # table and plots from the raw results
+
+Cells (each for every seed, all at the same number of optimiser steps):
+  a  CW-Generator (training.generator --loss cw) at batch 64, 256, 1024 and 4000 (the whole training
+     split: every step is the exact full-data CW distance), once with gamma fixed at one value for every
+     batch (Silverman at batch 256 from the training pixels' std: the authors' MNIST value) and once
+     with gamma from Silverman's rule per batch (it shrinks as the batch grows);
+  b  CW² stage 1 (training.train) at batch 128, 1024 and 4000, each followed by its Latent Trick with the
+     default settings: LCW's FID against the stage-1 batch;
+  c  SW-Generator (--loss sw, 5,000 directions) at batch 256 and 4000.
+Generators of a and c are trained in segments of --fid-every steps (exact resume), each followed by its
+domain FID and KID (--fid-n generated images, LeNet features, against the 4,000 training digits), so
+every cell has an FID curve against steps and training seconds; cells of b are scored at the end.
+BatchNorm: every network here normalises over its whole batch (no chunking, one process).
+Each finished cell writes RESULTS/raw/<cell>.json (settings, curve, final scores, wall time, the command
+that reproduces it); --reuse skips cells whose raw result exists and continues an interrupted cell from
+its last segment. Then RESULTS/table.md (mean ± std over seeds, seconds per step), results.json,
+fid_vs_batch.png and fid_vs_steps.png (against steps and against training seconds) are rebuilt from all
+raw results.
+"""
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+import lcw_fast
+
+from . import data as datasets
+from .cli import Parser
+from .evaluate import fid_kid
+from .generator import GeneratorConfig, train_generator
+from .latent import LatentConfig, train_latent
+from .runs import Run
+from .train import AutoencoderConfig, train_autoencoder
+
+PARTS = {"a": ("cwg", (64, 256, 1024, 4000), ("fixed", "silverman")), "b": ("lcw", (128, 1024, 4000), ("auto",)),
+         "c": ("swg", (256, 4000), ("-",))}
+NAMES = {"cwg": "CW-Generator", "lcw": "LCW (CW² + LT)", "swg": "SW-Generator"}
+FIXED_GAMMA_BATCH = 256
+
+
+def cell_name(model: str, batch: int, gamma: str, seed: int) -> str:
+    return f"{model}-b{batch}" + (f"-{gamma}" if gamma not in ("auto", "-") else "") + f"-seed{seed}"
+
+
+def command(args, part: str, batch: int, gamma: str, seed: int) -> str:
+    """The command line that trains and scores this one cell."""
+    return (f"python -m training.batch_study --parts {part} --batches {batch} --gammas {gamma} --seeds {seed} "
+            f"--steps {args.steps} --fid-every {args.fid_every} --fid-n {args.fid_n} --out {args.out} "
+            + (f"--lt-epochs {args.lt_epochs} " if args.lt_epochs else "") +
+            f"--results {args.results} --reuse")
+
+
+def fixed_gamma() -> float:
+    return lcw_fast.silverman_gamma(datasets.pixel_std(datasets.load("mnist5k")), FIXED_GAMMA_BATCH)
+
+
+def _score(run: Run, n: int) -> dict:
+    record = fid_kid(run, "domain", n, True, torch.device("cpu"), kid_subsets=10)
+    return {"step": record["step"], "fid": record["fid_domain"], "kid": record["kid_domain"]}
+
+
+def train_curve(path: Path, args, model: str, batch: int, gamma: str, seed: int) -> dict:
+    """Part a / c: the generator in segments of args.fid_every steps, scored after each; continues from
+    the last finished segment of an interrupted run (its curve is kept in curve.json beside it)."""
+    curve_file = path / "curve.json"
+    curve = json.loads(curve_file.read_text()) if curve_file.exists() and (path / "last.pt").exists() else []
+    done = curve[-1]["step"] if curve else 0
+    settings = dict(loss=model[:2], batch_size=batch, seed=seed, out=str(path), device=args.device, threads=args.threads,
+                    progress=False, stage_end_fid=0, eval_every=args.fid_every, ckpt_every=args.fid_every,
+                    gamma={"fixed": repr(fixed_gamma()), "silverman": "silverman", "-": "auto"}[gamma])
+    seconds = curve[-1]["train_seconds"] if curve else 0.0
+    while done < args.steps:
+        target = min(done + args.fid_every, args.steps)
+        start = time.perf_counter()
+        summary = train_generator(GeneratorConfig(steps=target, resume=done > 0, overwrite=done == 0, **settings))
+        seconds += time.perf_counter() - start
+        curve.append({**_score(Run(path), args.fid_n), "train_seconds": seconds,
+                      "heldout_metric": summary["heldout_metric"]})
+        curve_file.write_text(json.dumps(curve, indent=1) + "\n")
+        done = target
+        print(f"  {path.name}: step {done}/{args.steps}, FID {curve[-1]['fid']:.2f}, {seconds:.0f} s of training",
+              flush=True)
+    config = Run(path).config()
+    return {"curve": curve, "fid": curve[-1]["fid"], "kid": curve[-1]["kid"], "train_seconds": seconds,
+            "seconds_per_step": seconds / args.steps, "gamma_value": config["gamma_value"]}
+
+
+def train_lcw(path: Path, args, batch: int, seed: int) -> dict:
+    """Part b: CW² stage 1 at `batch` for about args.steps steps, then its Latent Trick; both scored."""
+    per_epoch = 4000 // batch
+    epochs = max(1, round(args.steps / per_epoch))
+    common = dict(device=args.device, threads=args.threads, progress=False, stage_end_fid=0, overwrite=True,
+                  seed=seed)
+    start = time.perf_counter()
+    first = train_autoencoder(AutoencoderConfig(data="mnist5k", objective="cw2", batch_size=batch, epochs=epochs,
+                                                out=str(path), **common))
+    stage1_seconds = time.perf_counter() - start
+    train_latent(LatentConfig(ae=str(path), epochs=args.lt_epochs, **common))
+    seconds = time.perf_counter() - start
+    stage1, lcw = _score(Run(path), args.fid_n), _score(Run(path / "latent"), args.fid_n)
+    return {"stage1_steps": epochs * per_epoch, "stage1_fid": stage1["fid"], "stage1_kid": stage1["kid"],
+            "fid": lcw["fid"], "kid": lcw["kid"], "train_seconds": seconds, "stage1_seconds": stage1_seconds,
+            "seconds_per_step": stage1_seconds / (epochs * per_epoch), "gamma_value": Run(path).config()["gamma_value"],
+            "stage1_heldout_metric": first["heldout_metric"]}
+
+
+def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
+    model = PARTS[part][0]
+    name = cell_name(model, batch, gamma, seed)
+    raw = Path(args.results) / "raw" / f"{name}.json"
+    if args.reuse and raw.exists():
+        return json.loads(raw.read_text())
+    print(f"{name}: training ({command(args, part, batch, gamma, seed)})", flush=True)
+    path = Path(args.out) / name
+    start = time.perf_counter()
+    result = train_curve(path, args, model, batch, gamma, seed) if part != "b" else train_lcw(path, args, batch, seed)
+    result = {"cell": name, "part": part, "model": model, "batch": batch, "gamma": gamma, "seed": seed,
+              "steps": args.steps, "fid_n": args.fid_n, "wall_seconds": time.perf_counter() - start,
+              "command": command(args, part, batch, gamma, seed), "run": str(path), **result}
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"{name}: FID {result['fid']:.2f}, {result['seconds_per_step']:.3f} s/step -> {raw}", flush=True)
+    return result
+
+
+def _mean_std(values: List[float], digits: int) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
+
+
+def groups(rows: List[dict]) -> dict:
+    """(part, model, batch, gamma) -> the rows of its seeds, in table order."""
+    found = {}
+    for row in sorted(rows, key=lambda r: (r["part"], r["gamma"], r["batch"], r["seed"])):
+        found.setdefault((row["part"], row["model"], row["batch"], row["gamma"]), []).append(row)
+    return found
+
+
+def table(rows: List[dict]) -> str:
+    lines = ["| part | model | batch | gamma | seeds | steps | domain FID | domain KID | stage-1 FID (b) | "
+             "training s | s / step |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for (part, model, batch, gamma), mine in groups(rows).items():
+        stage1 = _mean_std([r["stage1_fid"] for r in mine], 2) if part == "b" else "–"
+        gammas = sorted({f"{r['gamma_value']:.4g}" for r in mine if isinstance(r["gamma_value"], float)
+                         and model != "swg"})  # the SW loss has no bandwidth
+        lines.append(f"| {part} | {NAMES[model]} | {batch} | {gamma}{' (' + ', '.join(gammas) + ')' if gammas else ''} "
+                     f"| {len(mine)} | {mine[0]['steps']} | {_mean_std([r['fid'] for r in mine], 2)} | "
+                     f"{_mean_std([r['kid'] for r in mine], 3)} | {stage1} | "
+                     f"{_mean_std([r['train_seconds'] for r in mine], 0)} | "
+                     f"{_mean_std([r['seconds_per_step'] for r in mine], 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(rows: List[dict], folder: Path) -> None:
+    """fid_vs_batch.png: final FID against the batch (mean ± std over seeds); fid_vs_steps.png: the curves
+    of parts a and c against steps and against training seconds (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {}
+    for (part, model, batch, gamma), mine in groups(rows).items():
+        series.setdefault((model, gamma), []).append((batch, [r["fid"] for r in mine]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for (model, gamma), points in series.items():
+        batches = [b for b, _ in points]
+        ax.errorbar(batches, [statistics.mean(v) for _, v in points],
+                    yerr=[statistics.stdev(v) if len(v) > 1 else 0 for _, v in points], marker="o", capsize=3,
+                    label=NAMES[model] + (f", gamma {gamma}" if gamma not in ("auto", "-") else ""))
+    ax.set(xscale="log", yscale="log", xlabel="batch size (images per step; 4000 = the whole training split)",
+           ylabel="domain FID (lower is better)", title="mnist5k: final domain FID against the batch size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "fid_vs_batch.png", dpi=120)
+    plt.close(fig)
+
+    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for (part, model, batch, gamma), mine in groups(rows).items():
+        if part == "b":
+            continue
+        curves = [r["curve"] for r in mine]
+        length = min(len(c) for c in curves)
+        label = f"{NAMES[model]} b{batch}" + (f" {gamma}" if gamma not in ("auto", "-") else "")
+        fid = [statistics.mean(c[i]["fid"] for c in curves) for i in range(length)]
+        by_step.plot([curves[0][i]["step"] for i in range(length)], fid, marker=".", label=label)
+        by_time.plot([statistics.mean(c[i]["train_seconds"] for c in curves) for i in range(length)], fid,
+                     marker=".", label=label)
+    by_step.set(xlabel="optimiser steps", ylabel="domain FID (mean over seeds)", yscale="log", title="FID against steps")
+    by_time.set(xlabel="training seconds (one CPU thread)", xscale="log", title="FID against training time")
+    by_time.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "fid_vs_steps.png", dpi=120)
+    plt.close(fig)
+
+
+def rebuild(results: Path, settings: dict) -> str:
+    """table.md, results.json and the plots from every raw result in RESULTS/raw."""
+    rows = [json.loads(p.read_text()) for p in sorted((results / "raw").glob("*.json"))]
+    if not rows:
+        return "no raw results yet"
+    text = table(rows)
+    (results / "table.md").write_text(text)
+    (results / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
+    plots(rows, results)
+    return text
+
+
+def main(argv: Optional[list] = None) -> None:
+    parser = Parser(prog="python -m training.batch_study", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="which cells (default: all)")
+    parser.add_argument("--batches", nargs="+", type=int, help="only these batch sizes (default: each part's)")
+    parser.add_argument("--gammas", nargs="+", help="part a only these: fixed, silverman (default: both)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    parser.add_argument("--steps", type=int, default=3000, help="optimiser steps of every cell (default: 3000)")
+    parser.add_argument("--fid-every", type=int, default=500, help="steps between FID scores of a and c (default: 500)")
+    parser.add_argument("--fid-n", type=int, default=5000, help="generated images per FID / KID (default: 5000)")
+    parser.add_argument("--lt-epochs", type=int, default=None,
+                        help="part b: Latent Trick epochs (default: training.defaults, 100 for mnist5k)")
+    parser.add_argument("--out", default="runs/batch-study", help="parent folder of the runs (default: runs/batch-study)")
+    parser.add_argument("--results", default="docs/batch-study",
+                        help="folder of raw/, table.md, results.json and the plots (default: docs/batch-study)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default: 1)")
+    parser.add_argument("--reuse", action="store_true", help="skip cells whose raw result exists; continue an "
+                                                            "interrupted cell from its last scored segment")
+    parser.add_argument("--table-only", action="store_true", help="train nothing: rebuild the table and plots")
+    args = parser.parse_args(argv)
+    for name in ("steps", "fid_every", "fid_n", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    results = Path(args.results)
+    cells = [(part, batch, gamma, seed) for part in args.parts for gamma in PARTS[part][2]
+             if part != "a" or not args.gammas or gamma in args.gammas
+             for batch in PARTS[part][1] if not args.batches or batch in args.batches for seed in args.seeds]
+    if not args.table_only:
+        start = time.perf_counter()
+        for i, cell in enumerate(cells):
+            print(f"[{i + 1}/{len(cells)}] {time.perf_counter() - start:.0f} s so far", flush=True)
+            run_cell(args, *cell)
+    print(rebuild(results, {k: v for k, v in vars(args).items() if k != "table_only"}))
+
+
+if __name__ == "__main__":
+    main()
