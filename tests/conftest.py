@@ -22,3 +22,20 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread for the test (the small MLPs run fastest so), the count restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def keep_threads():
+    """Restores PyTorch's thread count after a test whose runs set their own (--threads)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -12,11 +12,7 @@ TINY = ["--parts", "a", "c", "--batches", "64", "256", "--gammas", "fixed", "--s
         "--fid-every", "2", "--fid-n", "200"]
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_threads")  # the runs here set one thread; others keep the default
 
 
 def test_tiny_study_writes_raw_results_table_and_plots(tmp_path, capsys):

@@ -19,12 +19,7 @@ from training.objectives import latent_trick_loss
 STEPS = 20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _compare(chunked, whole, grad_rtol=1e-4):

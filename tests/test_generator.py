@@ -2,7 +2,7 @@
 (float64 networks without BatchNorm: per-step losses and parameters to 1e-10; float32: the first
 step's gradient to 1e-6 relative L2), resume is exact, config.json records what BatchNorm normalised
 over, and bad settings are one-line errors. The torchrun run is in test_torchrun.py, the SW distance
-itself in test_sliced.py."""
+itself in test_sliced.py, its bad settings in test_training.py."""
 import pytest
 import torch
 
@@ -14,14 +14,7 @@ from training.world import World
 STEPS = 10
 BATCH = 512
 CPU = World(torch.device("cpu"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +78,3 @@ def test_sample_and_evaluate_take_a_generator_run(tmp_path):
     assert out.endswith("s.png") and (tmp_path / "s.png").exists()
     record = fid_kid(Run(tmp_path / "g"), "domain", 500, False, torch.device("cpu"))
     assert record["fid_domain"] > 0 and record["generated"] == 500
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--loss", "banana"], "invalid choice: 'banana'"),
-    (["--projections", "0"], "--projections must be > 0, got 0"),
-    (["--batch-size", "5000"], "--batch-size 5000 exceeds the 4000 training images of mnist5k"),
-    (["--gamma", "wide"], "--gamma must be auto, silverman or a number, got 'wide'"),
-])
-def test_bad_settings_are_one_line_errors(argv, message, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        generator.main(argv + ["--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and message in err and "Traceback" not in err  # flag errors: status 2
-    assert not (tmp_path / "run" / "last.pt").exists()

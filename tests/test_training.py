@@ -14,8 +14,8 @@ from torch import nn
 import lcw_fast
 from helpers import assert_close
 from lcw_fast import reference
-from training import (compare, data, defaults, demo, errors, evaluate, latent, loop, models, objectives, sample,
-                      train)
+from training import (compare, data, defaults, demo, errors, evaluate, generator, latent, loop, models, objectives,
+                      sample, train)
 from training.runs import Run
 from training.world import World
 
@@ -327,15 +327,21 @@ def test_out_of_range_flags_are_clean_errors(cli, argv, message, capsys):
     assert exit_info.value.code == 2 and message in err and err.count("\n") == 1 and "usage" not in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--gamma", "-1"], "--gamma must be positive and finite, got -1"),
-    (["--data", "foo"], "--data must be mnist5k, mnist, fmnist, celeba or folder:PATH, got 'foo'"),
-    (["--batch-size", "100000"], "--batch-size 100000 exceeds the 4000 training examples"),
+@pytest.mark.parametrize("cli, argv, message", [
+    (train, ["--gamma", "-1"], "--gamma must be positive and finite, got -1"),
+    (train, ["--data", "foo"], "--data must be mnist5k, mnist, fmnist, celeba or folder:PATH, got 'foo'"),
+    (train, ["--batch-size", "100000"], "--batch-size 100000 exceeds the 4000 training examples"),
+    (generator, ["--loss", "banana"], "invalid choice: 'banana'"),
+    (generator, ["--projections", "0"], "--projections must be > 0, got 0"),
+    (generator, ["--batch-size", "5000"], "--batch-size 5000 exceeds the 4000 training images of mnist5k"),
+    (generator, ["--gamma", "wide"], "--gamma must be auto, silverman or a number, got 'wide'"),
 ])
-def test_bad_training_settings_are_clean_errors(argv, message, tmp_path, capsys):
+def test_bad_training_settings_are_clean_errors(cli, argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.main(argv + ["--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+        cli.main(argv + ["--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 @pytest.mark.parametrize("cli, argv", [
