@@ -187,3 +187,24 @@ def test_every_stage_runs_on_stacked_data_and_scores_its_modes(root, tmp_path):
         assert len(scored) == 1 and scored[0]["generated"] == 300 and 1 <= scored[0]["modes"] <= 300
         assert records[-1]["step"] == scored[0]["step"]
     assert Run(ae).config()["shape"] == [3, 28, 28]
+
+
+def test_modes_study_smoke_writes_its_table_and_reuses_finished_cells(root, tmp_path, monkeypatch, capsys):
+    """One seed, a few steps: the study's files, and a second call with --reuse trains nothing."""
+    from training import modes_study
+
+    tiny = ["--models", "lcw", "cwg", "--seeds", "0", "--epochs", "1", "--latent-epochs", "1", "--generator-steps", "3",
+            "--n", "200", "--modes-n", "500", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    monkeypatch.chdir(tmp_path)  # the runs' data root "data" is here: give it the module's classifier
+    (tmp_path / "data").symlink_to(root, target_is_directory=True)
+    modes_study.main(tiny)
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert [(r["key"], r["seed"], r["reused"]) for r in results["rows"]] == [("lcw", 0, False), ("cwg", 0, False)]
+    assert all(1 <= r["modes"] <= 500 and r["fid_domain"] > 0 for r in results["rows"])
+    assert {p.name for p in (tmp_path / "results").iterdir()} == {"table.md", "results.json", "lcw.png", "cwg.png"}
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "| LCW (CW²+LT) | 1 |" in table and "| CW-Generator | 1 |" in table and "--modes-n 500" in table
+    capsys.readouterr()
+    modes_study.main(tiny + ["--reuse"])
+    assert "training into" not in capsys.readouterr().out
+    assert all(r["reused"] for r in json.loads((tmp_path / "results" / "results.json").read_text())["rows"])
