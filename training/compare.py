@@ -73,7 +73,7 @@ def measure(out: str, objective: str, seed: int, n: int, subsets: int, device: s
     return rows
 
 
-def _mean_std(values: list, digits: int) -> str:
+def mean_std(values: list, digits: int) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "–"
@@ -95,10 +95,10 @@ def table(rows: list, seeds: list, n: int, seconds: float) -> str:
     for model in models:
         mine = [r for r in rows if r["model"] == model]
         fid, rec = PAPER[model]
-        lines.append(f"| {model} | {len(mine)} | {_mean_std([r['fid_domain'] for r in mine], 2)} | "
-                     f"{_mean_std([r['kid_domain'] for r in mine], 3)} | "
-                     f"{_mean_std([r['heldout_metric'] for r in mine], 5)} | "
-                     f"{_mean_std([r['reconstruction_error'] for r in mine], 1)} | {fid} | {rec or '–'} |")
+        lines.append(f"| {model} | {len(mine)} | {mean_std([r['fid_domain'] for r in mine], 2)} | "
+                     f"{mean_std([r['kid_domain'] for r in mine], 3)} | "
+                     f"{mean_std([r['heldout_metric'] for r in mine], 5)} | "
+                     f"{mean_std([r['reconstruction_error'] for r in mine], 1)} | {fid} | {rec or '–'} |")
     mean = {m: statistics.mean(r["fid_domain"] for r in rows if r["model"] == m) for m in models}
     verdicts = [f"{lt} {'<' if mean[lt] < mean[base] else '>='} {base}" for base, lt in NAMES.values()
                 if base in mean and lt in mean]
@@ -134,17 +134,22 @@ def main(argv=None) -> None:
             rows += run_cli(module, measure, f"{args.out}/{objective}-seed{seed}", objective, seed, args.n,
                             args.kid_subsets, args.device, args.threads, args.reuse, args.finished_only)
     seconds = time.perf_counter() - start
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
     text = table(rows, args.seeds, args.n, seconds)
-    (results / "table.md").write_text(text)
-    (results / "results.json").write_text(json.dumps({"settings": vars(args), "seconds": seconds, "rows": rows},
-                                                      indent=2) + "\n")
-    for row in rows:
-        if row["seed"] == args.seeds[0]:
-            name = row["objective"] + ("-lt" if row["run"].endswith("latent") else "")
-            shutil.copyfile(Path(row["run"]) / "samples.png", results / f"{name}.png")
+    grids = {row["objective"] + ("-lt" if row["run"].endswith("latent") else ""): row["run"]
+             for row in rows if row["seed"] == args.seeds[0]}
+    publish(args.results, text, {"settings": vars(args), "seconds": seconds, "rows": rows}, grids)
     print("\n" + text)
+
+
+def publish(folder: str, table_text: str, results: dict, grids: dict) -> None:
+    """Writes FOLDER/table.md, FOLDER/results.json (`results`) and FOLDER/<name>.png, a copy of the
+    samples.png of run folder grids[name]."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "table.md").write_text(table_text)
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    for name, run in grids.items():
+        shutil.copyfile(Path(run) / "samples.png", folder / f"{name}.png")
 
 
 if __name__ == "__main__":

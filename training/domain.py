@@ -1,7 +1,8 @@
 """Domain features for FID on machines without the Inception weights: a small LeNet-style digit
 classifier trained on the data set's training split, its 128 penultimate activations as features.
 
-Trained once per data set (mnist5k, mnist, fmnist: the labelled 28x28 sets) and cached as
+Trained once per data set (mnist5k, mnist, fmnist: the labelled 28x28 sets; stacked-mnist5k uses
+mnist5k's on each channel) and cached as
 <cache>/<data>-lenet.pt with a sidecar <data>-lenet.json holding the file's sha256, the checksum of
 the training images it was trained on, its test accuracy and its settings; a cache whose checksum or
 training data do not match is retrained. Domain FID is only comparable with domain FID from the same
@@ -87,8 +88,9 @@ def classifier(name: str, root: str = "data", cache: str = None, epochs: int = N
     or trained now for `epochs` (default EPOCHS) and cached. Raises ConfigError for a data set without labels."""
     epochs = epochs or EPOCHS
     if name not in datasets.LABELLED:
-        raise ConfigError(f"no domain feature extractor for --data {name} (only {', '.join(datasets.LABELLED)}: "
-                          "it is a classifier trained on their labels); use --fid inception")
+        known = ", ".join((*datasets.LABELLED, *datasets.STACKED))
+        raise ConfigError(f"no domain feature extractor for --data {name} (only {known}: it is a classifier trained "
+                          "on their labels); use --fid inception")
     train_x, train_y, test_x, test_y = datasets.labelled(name, root)
     folder = Path(cache or os.path.join(root, "features"))
     weights, sidecar = folder / f"{name}-lenet.pt", folder / f"{name}-lenet.json"
@@ -114,12 +116,17 @@ def classifier(name: str, root: str = "data", cache: str = None, epochs: int = N
 def extractor(name: str, root: str = "data", cache: str = None, device=torch.device("cpu"),
               epochs: int = None) -> Extractor:
     """The clean-fid custom feature extractor of data set `name`: clean-fid's (B, 3, 28, 28) batches in
-    [0, 255] (grey PNGs read as RGB, no resize) -> the classifier's (B, 128) features."""
-    model, meta = classifier(name, root, cache, epochs)
+    [0, 255] (grey PNGs read as RGB, no resize) -> the classifier's (B, 128) features. A stacked data set
+    (training.stacked) uses its digits' classifier on each of the three channels and concatenates the
+    features, (B, 384): not comparable with the 28x28 domain FID."""
+    digits = datasets.STACKED.get(name, name)
+    model, meta = classifier(digits, root, cache, epochs)
     model = model.to(device)
+    channels = 3 if name in datasets.STACKED else 1
 
     def features(x: torch.Tensor) -> torch.Tensor:
-        return model.features(x[:, :1].to(device) / 255.0)
+        return torch.cat([model.features(x[:, c:c + 1].to(device) / 255.0) for c in range(channels)], 1)
 
-    label = f"domain (LeNet {meta['sha256'][:12]}, test accuracy {meta['test_accuracy']:.4f})"
+    stacked = f", the {digits} LeNet's features of the 3 channels concatenated" if channels == 3 else ""
+    label = f"domain (LeNet {meta['sha256'][:12]}, test accuracy {meta['test_accuracy']:.4f}{stacked})"
     return Extractor(label, features, resize=lambda image: image, device=device)

@@ -7,7 +7,8 @@ Generated images come from noise drawn with the fixed seed METRIC_SEED, so the n
 reproducible and stage 1 (D(z)) and stage 2 (D(LG(z'))) are compared on equal terms.
 
 FID / KID (`python -m training.evaluate RUN`, and the domain FID every training CLI writes at the end
-of a stage): see EVALUATE_DOC below, training.fid and training.domain.
+of a stage): see EVALUATE_DOC below, training.fid and training.domain. Modes of stacked MNIST
+(`--modes`, and at the end of a stage on stacked data): training.modes.
 """
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import lcw_fast
 
 from . import defaults
 from .cli import POSITIVE, config_from_args, field, run_cli, validate
+from .errors import ConfigError
+from .modes import SAMPLES, describe, modes_record
 
 METRIC_SAMPLES = 1000
 METRIC_SEED = 2024
@@ -51,13 +54,19 @@ metrics.jsonl.
 
     python -m training.evaluate runs/demo/latent --fid domain --kid --n 2000
     python -m training.evaluate runs/demo --fid inception --inception-weights ~/inception-2015-12-05.pt
+    python -m training.evaluate runs/stacked --modes          # stacked-mnist5k: modes hit and KL, 26,000 images
 
 --fid inception: clean-fid's Inception network (the paper's measure, which used 10,000 samples) from a
 local weights file (never downloaded). --fid domain: a LeNet classifier of the data set (mnist5k, mnist,
 fmnist), trained once and cached; domain FID is comparable only with domain FID, not with Inception FID
-or the paper's numbers.
+or the paper's numbers (stacked-mnist5k: the mnist5k LeNet's features of the 3 channels concatenated, not
+comparable with the 28x28 domain FID either).
+
+--modes (stacked-mnist5k runs), instead of FID: the number of the 1,000 modes hit and KL(uniform ||
+generated) of --n images (default 26,000), each channel classified by the domain LeNet (training.modes).
 """
 STAGE_END_SAMPLES = defaults.STAGE_END_FID  # generated images of the stage-end domain FID (--stage-end-fid)
+FID_SAMPLES = 10000         # generated images of `python -m training.evaluate` (the paper's 10,000)
 _REFERENCE = {}             # (extractor name, data set, n_real) -> features of the training images, per process
 
 
@@ -70,7 +79,10 @@ class EvaluateConfig:
     kid: bool = field(False, "also compute KID (clean-fid's: --kid-subsets subsets of <= 1,000 images)")
     kid_subsets: int = field(100, "KID subsets (clean-fid's default 100; each costs about 0.75 s of CPU)",
                              minimum=POSITIVE)
-    n: int = field(10000, "generated images (the paper: 10,000)", minimum=POSITIVE)
+    modes: bool = field(False, "stacked-mnist5k runs: instead of FID, the modes hit (of 1,000) and KL(uniform || "
+                               "generated), each channel classified by the domain LeNet")
+    n: Optional[int] = field(None, f"generated images (default: 10,000 for FID as the paper, {SAMPLES:,} with "
+                                   "--modes)", minimum=POSITIVE)
     n_real: Optional[int] = field(None, "training images to compare with (default: the whole training split)",
                                   minimum=POSITIVE)
     inception_weights: Optional[str] = field(None, "the TorchScript Inception file inception-2015-12-05.pt "
@@ -104,9 +116,15 @@ def extractor_for(run, kind: str, device: torch.device, inception_weights: Optio
 
 
 def has_domain_extractor(run) -> bool:
-    from .data import LABELLED
+    from .data import LABELLED, STACKED
 
-    return stage1_config(run)["data"] in LABELLED
+    return stage1_config(run)["data"] in (*LABELLED, *STACKED)
+
+
+def is_stacked(run) -> bool:
+    from .data import STACKED
+
+    return stage1_config(run)["data"] in STACKED
 
 
 def training_images(run, n: Optional[int] = None) -> torch.Tensor:
@@ -149,9 +167,12 @@ def fid_kid(run, kind: str, n: int, kid: bool, device: torch.device, seed: int =
 def stage_end(summary: dict, samples: Optional[int] = None) -> dict:
     """The domain FID of a stage that just finished (`samples` generated images, default
     STAGE_END_SAMPLES; 0 skips it), where its data set has a domain extractor; returns the summary with
-    "fid_domain" added (the record goes to metrics.jsonl)."""
+    "fid_domain" added (the record goes to metrics.jsonl). On stacked data also the modes and their KL
+    (training.modes) of `samples` images, or of modes.SAMPLES (26,000) when `samples` is the default:
+    "modes" and "modes_kl" added."""
     from .runs import Run
 
+    modes_samples = SAMPLES if samples is None else samples
     samples = STAGE_END_SAMPLES if samples is None else samples
     if "run" not in summary or samples == 0:  # another torchrun rank (rank 0 scores the stage), or skipped
         return summary
@@ -160,7 +181,12 @@ def stage_end(summary: dict, samples: Optional[int] = None) -> dict:
         return summary
     record = fid_kid(run, "domain", samples, False, torch.device("cpu"))
     print(f"  domain FID (LeNet features, {samples} generated vs the training split): {record['fid_domain']:.3f}")
-    return {**summary, "fid_domain": record["fid_domain"]}
+    summary = {**summary, "fid_domain": record["fid_domain"]}
+    if is_stacked(run):
+        record = modes_record(run, modes_samples, torch.device("cpu"))
+        print(f"  {describe(record)}")
+        summary = {**summary, "modes": record["modes"], "modes_kl": record["modes_kl"]}
+    return summary
 
 
 def scored(train_stage, cfg) -> dict:
@@ -170,17 +196,26 @@ def scored(train_stage, cfg) -> dict:
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
-    """FID (and KID) of cfg.run; prints and returns the record appended to its metrics.jsonl."""
+    """FID (and KID), or with cfg.modes the modes and KL, of cfg.run; prints and returns the record appended
+    to its metrics.jsonl."""
     from .runs import Run
     from .world import pick_device
 
     device = pick_device(cfg.device, cfg.threads)
     run = Run(cfg.run)
     run.config()
-    record = fid_kid(run, cfg.fid, cfg.n, cfg.kid, device, cfg.seed, cfg.checkpoint, cfg.n_real,
+    if cfg.modes:
+        if not is_stacked(run):
+            raise ConfigError(f"--modes needs a run on stacked data (--data stacked-mnist5k); {cfg.run} was trained "
+                              f"on {stage1_config(run)['data']}")
+        record = modes_record(run, cfg.n or SAMPLES, device, cfg.seed, cfg.checkpoint)
+        print(describe(record, cfg.run))
+        return record
+    n = cfg.n or FID_SAMPLES
+    record = fid_kid(run, cfg.fid, n, cfg.kid, device, cfg.seed, cfg.checkpoint, cfg.n_real,
                      cfg.inception_weights, cfg.kid_subsets)
     kid = f", KID {record[f'kid_{cfg.fid}']:.5f}" if cfg.kid else ""
-    print(f"{cfg.run}: {cfg.fid} FID {record[f'fid_{cfg.fid}']:.3f}{kid} ({cfg.n} generated vs {record['reference']}; "
+    print(f"{cfg.run}: {cfg.fid} FID {record[f'fid_{cfg.fid}']:.3f}{kid} ({n} generated vs {record['reference']}; "
           f"{record['features']}; {record['seconds']:.0f} s)")
     return record
 

@@ -30,7 +30,7 @@ import torch
 import lcw_fast
 
 from . import data as datasets
-from . import plots
+from . import defaults, plots
 from .cli import POSITIVE, RunOptions, config_from_args, field, restore, run_cli
 from .errors import ConfigError
 from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise, scored
@@ -41,7 +41,6 @@ from .runs import Run
 from .world import World, start
 
 LOSSES = ("cw", "sw")
-NOISE = {"small": 8, "celeba": 32}
 VAL_SEED = 7  # the validation loss's SW directions
 DEFAULT_STEPS = 3000
 
@@ -50,10 +49,12 @@ DEFAULT_STEPS = 3000
 class GeneratorConfig(RunOptions):
     loss: str = field("cw", "cw: the CW-Generator (cw_distance(G(z), x)); sw: the SW-Generator (sliced "
                             "Wasserstein)", choices=LOSSES)
-    data: str = field("mnist5k", "data set: mnist5k (offline, bundled), mnist, fmnist, celeba or folder:PATH")
+    data: str = field("mnist5k", "data set: mnist5k (offline, bundled), stacked-mnist5k (three mnist5k digits as "
+                                 "R, G, B), mnist, fmnist, celeba or folder:PATH")
     out: Optional[str] = field(None, "run folder (default: runs/<data>-<loss>g)")
     data_root: str = field("data", "where torchvision data sets are downloaded to / looked for")
-    noise: Optional[int] = field(None, "noise dimension of z (default: 8 for 28x28 data, 32 for CelebA)",
+    noise: Optional[int] = field(None, "noise dimension of z (default: 8 for 28x28 data, 24 for stacked-mnist5k, "
+                                       "32 for CelebA)",
                                  minimum=POSITIVE)
     steps: Optional[int] = field(None, f"optimiser steps, whatever the batch size (a study compares batches at "
                                        f"equal steps; default: {DEFAULT_STEPS})", minimum=POSITIVE)
@@ -116,7 +117,7 @@ def train_generator(cfg: GeneratorConfig) -> dict:
     data = datasets.load(cfg.data, cfg.data_root, workers=cfg.workers).to(world.device)
     if cfg.batch_size > len(data):
         raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {len(data)} training images of {cfg.data}")
-    noise_dim = cfg.noise or NOISE["celeba" if tuple(data.shape) == (3, 64, 64) else "small"]
+    noise_dim = cfg.noise or defaults.noise(cfg.data, data.shape)
     cfg = dataclasses.replace(cfg, out=str(run.path), noise=noise_dim, steps=cfg.steps or DEFAULT_STEPS)
     local_batch = world.local_batch(cfg.batch_size)
     std = datasets.pixel_std(data)

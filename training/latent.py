@@ -34,7 +34,8 @@ class LatentConfig(RunOptions):
     ae: Optional[str] = field(None, "the stage-1 run folder (from python -m training.train); required")
     out: Optional[str] = field(None, "run folder (default: <ae>/latent)")
     checkpoint: str = field("last", "which stage-1 checkpoint to encode with", choices=("last", "best"))
-    noise: Optional[int] = field(None, "noise dimension of z' (default: 8 for 28x28 data, 32 for CelebA)",
+    noise: Optional[int] = field(None, "noise dimension of z' (default: 8 for 28x28 data, 24 for stacked-mnist5k, "
+                                       "32 for CelebA)",
                                  minimum=POSITIVE)
     epochs: Optional[int] = field(None, "passes over the training images' encodings (default: training.defaults)",
                                   minimum=POSITIVE)
@@ -86,8 +87,9 @@ def train_latent(cfg: LatentConfig) -> dict:
     lg = LatentGenerator(cfg.noise, autoencoder.latent).to(device)
     encoded = encode(autoencoder.encoder, images.train, device, cfg.workers)
     lg.set_coordinates(encoded)
-    latents = datasets.ImageData("latents", lg.standardise(encoded),
-                                 lg.standardise(encode(autoencoder.encoder, images.heldout, device, cfg.workers)))
+    standardised = lambda x: lg.standardise(encode(autoencoder.encoder, x, device, cfg.workers))
+    redrawn = None if images.draw is None else (lambda seed, epoch: standardised(images.epoch_images(seed, epoch)))
+    latents = datasets.ImageData("latents", lg.standardise(encoded), standardised(images.heldout), redrawn)
     latent_std = latents.train.double().std().item()
     gamma = parse_gamma(cfg.gamma, lcw_fast.silverman_gamma(latent_std, cfg.batch_size))
     steps = datasets.steps(cfg.epochs, len(latents), cfg.batch_size)

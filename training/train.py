@@ -26,7 +26,8 @@ from .world import start
 
 @dataclass
 class AutoencoderConfig(RunOptions):
-    data: str = field("mnist5k", "data set: mnist5k (offline, bundled), mnist, fmnist, celeba or folder:PATH")
+    data: str = field("mnist5k", "data set: mnist5k (offline, bundled), stacked-mnist5k (three mnist5k digits as "
+                                 "R, G, B), mnist, fmnist, celeba or folder:PATH")
     objective: str = field("cw2", "stage-1 objective", choices=STAGE1)
     out: Optional[str] = field(None, "run folder (default: runs/<data>-<objective>)")
     data_root: str = field("data", "where torchvision data sets are downloaded to / looked for")
