@@ -55,7 +55,8 @@
 #   benchmarks   "<workload> <provider> n=.. D=.. <pass>": median_ms, q20_ms, q80_ms, min_ms, max_ms,
 #                times_ms, warmup_ms, peak_mem_bytes, extra_mem_bytes, flops, bytes, tflops, roofline_fraction,
 #                speedup_vs_reference, provider, mode, dtype, n, m, D; "provider <p>": why it did not run
-#   training     "batch <B> <backend>": images_per_s, peak_memory_bytes, loss, images (CxHxW);
+#   training     "batch <B> <backend>": images_per_s, median_ms, min_ms, max_ms, peak_memory_bytes, loss,
+#                images (CxHxW);
 #                "probe <B> <backend>": fits, oom, peak_memory_bytes; "largest batch <backend>": largest_batch,
 #                first_failing_batch, budget_bytes
 set -uo pipefail

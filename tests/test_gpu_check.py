@@ -81,7 +81,8 @@ def test_rehearsal_writes_every_step_and_file(tmp_path):
     assert by[("benchmarks", "provider triton")]["status"] == "skipped"
 
     for backend in training_steps.BACKENDS:
-        assert by[("training", f"batch 8 {backend}")]["images_per_s"] > 0
+        step = by[("training", f"batch 8 {backend}")]
+        assert step["images_per_s"] > 0 and 0 < step["min_ms"] <= step["median_ms"] <= step["max_ms"]
         assert ("training", f"largest batch {backend}") in by
 
     md = (tmp_path / "summary.md").read_text()

@@ -32,11 +32,13 @@ MODE_OF_BACKEND = {"reference": "paper", "auto": "fused"}  # benchmarks.batch_me
 
 
 def train_steps(backend: str, batch: int, steps: int, warmup: int, device: torch.device, width: float = 1.0) -> dict:
-    """images_per_s, peak_memory_bytes and loss of cw2 training steps of the CelebA autoencoder at
-    `width` times its channels; the kit's one call into benchmarks.batch_memory.measure_step."""
+    """images_per_s (the batch over the median step), the steps' median / min / max ms, peak_memory_bytes
+    and loss of cw2 training steps of the CelebA autoencoder at `width` times its channels; the kit's one
+    call into benchmarks.batch_memory.measure_step (timed by benchmarks.timing.measure)."""
     got = batch_memory.measure_step(MODE_OF_BACKEND[backend], batch, 0, device, width=width, latent=LATENT, lam=LAM,
                                     steps=steps, warmup=warmup)
-    return {"backend": backend, "images_per_s": got["images_per_s"], "peak_memory_bytes": got["peak_bytes"],
+    return {"backend": backend, "images_per_s": got["images_per_s"], "median_ms": got["median_ms"],
+            "min_ms": got["min_ms"], "max_ms": got["max_ms"], "peak_memory_bytes": got["peak_bytes"],
             "loss": got["loss"]}
 
 
