@@ -329,7 +329,8 @@ def test_out_of_range_flags_are_clean_errors(cli, argv, message, capsys):
 
 @pytest.mark.parametrize("cli, argv, message", [
     (train, ["--gamma", "-1"], "--gamma must be positive and finite, got -1"),
-    (train, ["--data", "foo"], "--data must be mnist5k, mnist, fmnist, celeba or folder:PATH, got 'foo'"),
+    (train, ["--data", "foo"],
+     "--data must be mnist5k, stacked-mnist5k, mnist, fmnist, celeba or folder:PATH, got 'foo'"),
     (train, ["--batch-size", "100000"], "--batch-size 100000 exceeds the 4000 training examples"),
     (generator, ["--loss", "banana"], "invalid choice: 'banana'"),
     (generator, ["--projections", "0"], "--projections must be > 0, got 0"),
