@@ -75,7 +75,8 @@ def train_curve(path: Path, args, model: str, batch: int, gamma: str, seed: int)
     curve_file = path / "curve.json"
     curve = json.loads(curve_file.read_text()) if curve_file.exists() and (path / "last.pt").exists() else []
     done = curve[-1]["step"] if curve else 0
-    settings = dict(loss=model[:2], batch_size=batch, seed=seed, out=str(path), device=args.device, threads=args.threads,
+    settings = dict(loss=model[:2], batch_size=batch, seed=seed, out=str(path), device=args.device,
+                    threads=args.threads,
                     progress=False, stage_end_fid=0, eval_every=args.fid_every, ckpt_every=args.fid_every,
                     gamma={"fixed": repr(fixed_gamma()), "silverman": "silverman", "-": "auto"}[gamma])
     seconds = curve[-1]["train_seconds"] if curve else 0.0
@@ -191,7 +192,8 @@ def plots(rows: List[dict], folder: Path) -> None:
         by_step.plot([curves[0][i]["step"] for i in range(length)], fid, marker=".", label=label)
         by_time.plot([statistics.mean(c[i]["train_seconds"] for c in curves) for i in range(length)], fid,
                      marker=".", label=label)
-    by_step.set(xlabel="optimiser steps", ylabel="domain FID (mean over seeds)", yscale="log", title="FID against steps")
+    by_step.set(xlabel="optimiser steps", ylabel="domain FID (mean over seeds)", yscale="log",
+                title="FID against steps")
     by_time.set(xlabel="training seconds (one CPU thread)", xscale="log", title="FID against training time")
     by_time.legend(fontsize=7)
     fig.tight_layout()
@@ -214,7 +216,8 @@ def rebuild(results: Path, settings: dict) -> str:
 def main(argv: Optional[list] = None) -> None:
     parser = Parser(prog="python -m training.batch_study", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="which cells (default: all)")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS),
+                        help="which cells (default: all)")
     parser.add_argument("--batches", nargs="+", type=int, help="only these batch sizes (default: each part's)")
     parser.add_argument("--gammas", nargs="+", help="part a only these: fixed, silverman (default: both)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
@@ -225,7 +228,8 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--fid-n", type=int, default=5000, help="generated images per FID / KID (default: 5000)")
     parser.add_argument("--lt-epochs", type=int, default=None,
                         help="part b: Latent Trick epochs (default: training.defaults, 100 for mnist5k)")
-    parser.add_argument("--out", default="runs/batch-study", help="parent folder of the runs (default: runs/batch-study)")
+    parser.add_argument("--out", default="runs/batch-study",
+                        help="parent folder of the runs (default: runs/batch-study)")
     parser.add_argument("--results", default="docs/batch-study",
                         help="folder of raw/, table.md, results.json and the plots (default: docs/batch-study)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
