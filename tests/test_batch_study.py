@@ -1,10 +1,12 @@
 """training.batch_study on a tiny grid: cells train in scored segments, write their raw results with the
 command that reproduces them, --reuse skips finished cells and continues an interrupted one, and the
-table and both plots are rebuilt from the raw results."""
+table and both plots are rebuilt from the raw results, and --grids draws the best cells' samples."""
 import json
+import shutil
 
 import pytest
 import torch
+from PIL import Image
 
 from training import batch_study
 
@@ -38,6 +40,16 @@ def test_tiny_study_writes_raw_results_table_and_plots(tmp_path, capsys):
     assert "cwg-b256-fixed-seed0: training" not in out and "cwg-b64-fixed-seed0: training" in out
     assert "step 2/4" not in out  # both segments were scored before: nothing left to train
     assert json.loads(raw[1].read_text())["curve"] == curve
+
+    # --grids: the best cell of each model whose run folder is here, side by side (one 8x8 grid is 242 px wide)
+    rows = [json.loads(p.read_text()) for p in raw]
+    best = min((r for r in rows if r["model"] == "cwg"), key=lambda r: r["fid"])["cell"]
+    batch_study.main(argv + ["--table-only", "--grids"])
+    assert f"best_samples.png: {best}, swg-b256-seed0" in capsys.readouterr().out
+    assert Image.open(tmp_path / "res" / "best_samples.png").width == 2 * 242 + 12
+    shutil.rmtree(tmp_path / "runs" / "swg-b256-seed0")
+    batch_study.main(argv + ["--table-only", "--grids"])
+    assert capsys.readouterr().out.rstrip().endswith(f"best_samples.png: {best}")
 
 
 def test_bad_flags_are_one_line_errors(capsys):

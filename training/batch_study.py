@@ -20,7 +20,8 @@ Each finished cell writes RESULTS/raw/<cell>.json (settings, curve, final scores
 that reproduces it); --reuse skips cells whose raw result exists and continues an interrupted cell from
 its last segment. Then RESULTS/table.md (mean ± std over seeds, seconds per step), results.json,
 fid_vs_batch.png and fid_vs_steps.png (against steps and against training seconds) are rebuilt from all
-raw results.
+raw results. --grids draws best_samples.png: 64 samples of the best cell (lowest final FID) of each model
+whose run folder is still in OUT, side by side, each titled with its cell and FID.
 """
 import argparse
 import json
@@ -34,17 +35,20 @@ import torch
 import lcw_fast
 
 from . import data as datasets
+from . import plots as pictures
 from .cli import Parser
 from .compare import mean_std
 from .evaluate import fid_kid
 from .generator import GeneratorConfig, train_generator
 from .latent import LatentConfig, train_latent
-from .runs import Run
+from .runs import Run, atomic_text
+from .sample import generator
 from .train import AutoencoderConfig, train_autoencoder
 
 PARTS = {"a": ("cwg", (64, 256, 1024, 4000), ("fixed", "silverman")), "b": ("lcw", (128, 1024, 4000), ("auto",)),
          "c": ("swg", (256, 4000), ("-",))}
 NAMES = {"cwg": "CW-Generator", "lcw": "LCW (CW² + LT)", "swg": "SW-Generator"}
+GENERATOR_RUN = {"cwg": "", "lcw": "latent", "swg": ""}  # the generator's run folder inside a cell's run
 FIXED_GAMMA_BATCH = 256
 
 
@@ -87,7 +91,7 @@ def train_curve(path: Path, args, model: str, batch: int, gamma: str, seed: int)
         seconds += time.perf_counter() - start
         curve.append({**_score(Run(path), args.fid_n), "train_seconds": seconds,
                       "heldout_metric": summary["heldout_metric"]})
-        curve_file.write_text(json.dumps(curve, indent=1) + "\n")
+        atomic_text(curve_file, json.dumps(curve, indent=1) + "\n")
         done = target
         print(f"  {path.name}: step {done}/{args.steps}, FID {curve[-1]['fid']:.2f}, {seconds:.0f} s of training",
               flush=True)
@@ -128,8 +132,7 @@ def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
     result = {"cell": name, "part": part, "model": model, "batch": batch, "gamma": gamma, "seed": seed,
               "steps": args.steps, "fid_n": args.fid_n, "wall_seconds": time.perf_counter() - start,
               "command": command(args, part, batch, gamma, seed), "run": str(path), **result}
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_text(json.dumps(result, indent=1) + "\n")
+    atomic_text(raw, json.dumps(result, indent=1) + "\n")
     print(f"{name}: FID {result['fid']:.2f}, {result['seconds_per_step']:.3f} s/step -> {raw}", flush=True)
     return result
 
@@ -201,14 +204,40 @@ def plots(rows: List[dict], folder: Path) -> None:
     plt.close(fig)
 
 
+@torch.no_grad()
+def best_samples(rows: List[dict], path: Path, n: int = 64) -> str:
+    """Writes `path`: n samples (noise seed 0) of the lowest-FID cell of each model whose generator run
+    (RUN, or RUN/latent for LCW) still exists, side by side; returns what it drew."""
+    panels, drawn = [], []
+    for model, name in NAMES.items():
+        found = [r for r in rows if r["model"] == model and (Path(r["run"]) / GENERATOR_RUN[model] / "last.pt").exists()]
+        if not found:
+            continue
+        best = min(found, key=lambda r: r["fid"])
+        dim, generate = generator(Run(Path(best["run"]) / GENERATOR_RUN[model]), torch.device("cpu"))
+        images = generate(torch.randn(n, dim, generator=torch.Generator().manual_seed(0)))
+        gamma = "" if best["gamma"] in ("auto", "-") else f", gamma {best['gamma']}"
+        panels.append((images, f"{name}, batch {best['batch']}{gamma}, seed {best['seed']}, {best['steps']} steps: "
+                               f"domain FID {best['fid']:.2f}"))
+        drawn.append(best["cell"])
+    if panels:
+        pictures.side_by_side(panels, path)
+    return f"{path}: {', '.join(drawn)}" if panels else f"{path}: no run folder of a finished cell is here"
+
+
+def raw_rows(results: Path) -> List[dict]:
+    """Every finished cell's raw result in RESULTS/raw."""
+    return [json.loads(p.read_text()) for p in sorted((results / "raw").glob("*.json"))]
+
+
 def rebuild(results: Path, settings: dict) -> str:
     """table.md, results.json and the plots from every raw result in RESULTS/raw."""
-    rows = [json.loads(p.read_text()) for p in sorted((results / "raw").glob("*.json"))]
+    rows = raw_rows(results)
     if not rows:
         return "no raw results yet"
     text = table(rows)
-    (results / "table.md").write_text(text)
-    (results / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
+    atomic_text(results / "table.md", text)
+    atomic_text(results / "results.json", json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
     plots(rows, results)
     return text
 
@@ -237,6 +266,9 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--reuse", action="store_true", help="skip cells whose raw result exists; continue an "
                                                             "interrupted cell from its last scored segment")
     parser.add_argument("--table-only", action="store_true", help="train nothing: rebuild the table and plots")
+    parser.add_argument("--grids", action="store_true",
+                        help="also draw RESULTS/best_samples.png: samples of each model's best cell whose run "
+                             "folder is in OUT, side by side")
     args = parser.parse_args(argv)
     for name in ("steps", "fid_every", "fid_n", "threads"):
         if getattr(args, name) < 1:
@@ -250,7 +282,9 @@ def main(argv: Optional[list] = None) -> None:
         for i, cell in enumerate(cells):
             print(f"[{i + 1}/{len(cells)}] {time.perf_counter() - start:.0f} s so far", flush=True)
             run_cell(args, *cell)
-    print(rebuild(results, {k: v for k, v in vars(args).items() if k != "table_only"}))
+    print(rebuild(results, {k: v for k, v in vars(args).items() if k not in ("table_only", "grids")}))
+    if args.grids:
+        print(best_samples(raw_rows(results), results / "best_samples.png"))
 
 
 if __name__ == "__main__":

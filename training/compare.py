@@ -24,7 +24,7 @@ from .cli import Parser, run_cli
 from .demo import two_stages
 from .evaluate import fid_kid
 from .objectives import STAGE1
-from .runs import Run
+from .runs import Run, atomic_text
 
 NAMES = {"ae": ("AE", "AE+LT"), "cwae": ("CWAE", "CWAE+LT"), "cw2": ("CW²", "LCW (CW²+LT)")}
 # Table 2 of the paper, MNIST (60,000 images): FID (Inception, 10,000 samples), reconstruction error
@@ -146,8 +146,8 @@ def publish(folder: str, table_text: str, results: dict, grids: dict) -> None:
     samples.png of run folder grids[name]."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "table.md").write_text(table_text)
-    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_text(folder / "table.md", table_text)
+    atomic_text(folder / "results.json", json.dumps(results, indent=2) + "\n")
     for name, run in grids.items():
         shutil.copyfile(Path(run) / "samples.png", folder / f"{name}.png")
 

@@ -29,7 +29,7 @@ from .demo import two_stages
 from .evaluate import fid_kid
 from .generator import GeneratorConfig, train_generator
 from .modes import MODES, SAMPLES, modes_record
-from .runs import Run
+from .runs import Run, atomic_text
 
 DATA = "stacked-mnist5k"
 # model -> (name in the table, stage-1 objective of a +LT model or loss of a data-space generator)
@@ -71,8 +71,7 @@ def cell(model: str, seed: int, args) -> dict:
            "modes_kl": scores["modes_kl"], "fid_domain": fid["fid_domain"], "heldout_metric": summary["heldout_metric"],
            "features": fid["features"], "classifier": scores["classifier"], "settings": settings,
            "train_seconds": trained, "seconds": time.perf_counter() - start}
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(row, indent=2) + "\n")
+    atomic_text(saved, json.dumps(row, indent=2) + "\n")
     print(f"{model} seed {seed}: {row['modes']} modes, KL {row['modes_kl']:.3f}, domain FID {row['fid_domain']:.2f} "
           f"({row['seconds']:.0f} s)", flush=True)
     return {**row, "reused": False}

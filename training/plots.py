@@ -18,6 +18,23 @@ from torchvision.utils import make_grid  # noqa: E402
 def grid(images: torch.Tensor, path, nrow: int = 8, row_labels=None, title: str = None) -> None:
     """A grid of `nrow` images per row; `row_labels` (optional, cycled over the rows) are written in a
     white margin left of each row, `title` (optional, wrapped to the width) in a white band above."""
+    grid_picture(images, nrow, row_labels, title).save(Path(path))
+
+
+def side_by_side(panels: list, path, nrow: int = 8) -> None:
+    """One PNG of titled grids in a row: `panels` is a list of (images, title), each a grid of `nrow` per row."""
+    pictures = [grid_picture(images, nrow, None, title) for images, title in panels]
+    joined = Image.new("RGB", (sum(p.width for p in pictures) + 12 * (len(pictures) - 1),
+                               max(p.height for p in pictures)), "white")
+    left = 0
+    for picture in pictures:
+        joined.paste(picture, (left, 0))
+        left += picture.width + 12
+    joined.save(Path(path))
+
+
+def grid_picture(images: torch.Tensor, nrow: int, row_labels, title: str) -> Image.Image:
+    """The picture of grid(...)."""
     pictures = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
     picture = Image.fromarray(pictures.mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy())
     font = ImageFont.load_default()
@@ -38,7 +55,7 @@ def grid(images: torch.Tensor, path, nrow: int = 8, row_labels=None, title: str 
         titled.paste(picture, (0, 4 + 12 * len(lines)))
         ImageDraw.Draw(titled).multiline_text((3, 2), "\n".join(lines), fill="black", font=font, spacing=2)
         picture = titled
-    picture.save(Path(path))
+    return picture
 
 
 def samples_title(run, stage, step: int, seed=None) -> str:

@@ -84,3 +84,8 @@ def atomic_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
+
+
+def atomic_text(path: Path, text: str) -> None:
+    """Writes `text` to `path` through atomic_write."""
+    atomic_write(Path(path), lambda tmp: tmp.write_text(text))
