@@ -160,6 +160,17 @@ def table(rows: List[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plain_log_labels(*axes) -> None:
+    """Log axes ticked and labelled 1, 2, 5, 10, 20, 50, ... rather than 2x10^1 at every minor tick (which
+    overlap)."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    for axis in axes:
+        axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+
+
 def plots(rows: List[dict], folder: Path) -> None:
     """fid_vs_batch.png: final FID against the batch (mean ± std over seeds); fid_vs_steps.png: the curves
     of parts a and c against steps and against training seconds (mean over seeds)."""
@@ -179,6 +190,10 @@ def plots(rows: List[dict], folder: Path) -> None:
                     label=NAMES[model] + (f", gamma {gamma}" if gamma not in ("auto", "-") else ""))
     ax.set(xscale="log", yscale="log", xlabel="batch size (images per step; 4000 = the whole training split)",
            ylabel="domain FID (lower is better)", title="mnist5k: final domain FID against the batch size")
+    plain_log_labels(ax.yaxis)
+    ax.set_xticks(sorted({b for points in series.values() for b, _ in points}), minor=False)
+    ax.xaxis.set_major_formatter("{x:.0f}")
+    ax.xaxis.set_minor_formatter("")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "fid_vs_batch.png", dpi=120)
@@ -198,6 +213,7 @@ def plots(rows: List[dict], folder: Path) -> None:
     by_step.set(xlabel="optimiser steps", ylabel="domain FID (mean over seeds)", yscale="log",
                 title="FID against steps")
     by_time.set(xlabel="training seconds (one CPU thread)", xscale="log", title="FID against training time")
+    plain_log_labels(by_step.yaxis, by_time.xaxis)
     by_time.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(folder / "fid_vs_steps.png", dpi=120)
