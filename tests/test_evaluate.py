@@ -46,6 +46,22 @@ def test_classifier_is_cached_with_checksum_and_accuracy(root, capsys):
     assert "training the domain classifier" not in capsys.readouterr().out
 
 
+def test_classifier_does_not_depend_on_the_thread_count():
+    """Every domain FID goes through this network: trained with 1 or 2 threads it must be the same one."""
+    images, labels = (t[:600] for t in data.labelled("mnist5k")[:2])
+    threads = torch.get_num_threads()
+    try:
+        nets = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            nets.append(domain.train_classifier(images, labels, epochs=1))
+            assert torch.get_num_threads() == count
+    finally:
+        torch.set_num_threads(threads)
+    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_real_digits_score_far_below_noise(root, digits):
     extractor = domain.extractor("mnist5k", str(root))
     reference = extractor.features(fid.to_uint8(digits.train))

@@ -70,7 +70,8 @@ def fixed_gamma() -> float:
 
 def _score(run: Run, n: int) -> dict:
     record = fid_kid(run, "domain", n, True, torch.device("cpu"), kid_subsets=10)
-    return {"step": record["step"], "fid": record["fid_domain"], "kid": record["kid_domain"]}
+    return {"step": record["step"], "fid": record["fid_domain"], "kid": record["kid_domain"],
+            "features": record["features"]}
 
 
 def train_curve(path: Path, args, model: str, batch: int, gamma: str, seed: int) -> dict:
@@ -96,7 +97,8 @@ def train_curve(path: Path, args, model: str, batch: int, gamma: str, seed: int)
         print(f"  {path.name}: step {done}/{args.steps}, FID {curve[-1]['fid']:.2f}, {seconds:.0f} s of training",
               flush=True)
     config = Run(path).config()
-    return {"curve": curve, "fid": curve[-1]["fid"], "kid": curve[-1]["kid"], "train_seconds": seconds,
+    return {"curve": curve, "fid": curve[-1]["fid"], "kid": curve[-1]["kid"], "features": curve[-1]["features"],
+            "train_seconds": seconds,
             "seconds_per_step": seconds / args.steps, "gamma_value": config["gamma_value"]}
 
 
@@ -114,7 +116,7 @@ def train_lcw(path: Path, args, batch: int, seed: int) -> dict:
     seconds = time.perf_counter() - start
     stage1, lcw = _score(Run(path), args.fid_n), _score(Run(path / "latent"), args.fid_n)
     return {"stage1_steps": epochs * per_epoch, "stage1_fid": stage1["fid"], "stage1_kid": stage1["kid"],
-            "fid": lcw["fid"], "kid": lcw["kid"], "train_seconds": seconds, "stage1_seconds": stage1_seconds,
+            "fid": lcw["fid"], "kid": lcw["kid"], "features": lcw["features"], "train_seconds": seconds, "stage1_seconds": stage1_seconds,
             "seconds_per_step": stage1_seconds / (epochs * per_epoch), "gamma_value": Run(path).config()["gamma_value"],
             "stage1_heldout_metric": first["heldout_metric"]}
 
@@ -157,6 +159,11 @@ def table(rows: List[dict]) -> str:
                      f"{mean_std([r['kid'] for r in mine], 3)} | {stage1} | "
                      f"{mean_std([r['train_seconds'] for r in mine], 0)} | "
                      f"{mean_std([r['seconds_per_step'] for r in mine], 3)} |")
+    networks = {}  # the LeNet behind each cell's scores: cells scored with different ones do not compare exactly
+    for row in rows:
+        networks.setdefault(row.get("features", "not recorded"), []).append(row["cell"])
+    lines += ["", "FID / KID features: " + ("; ".join(f"{name}: {', '.join(cells)}" for name, cells in networks.items())
+                                            if len(networks) > 1 else f"{next(iter(networks))}, every cell") + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -68,7 +68,17 @@ def accuracy(model: LeNet, images: torch.Tensor, labels: torch.Tensor) -> float:
 
 @torch.enable_grad()  # also when called under no_grad, e.g. from fid_kid at the end of a stage
 def train_classifier(images, labels, epochs: int, seed: int = SEED) -> LeNet:
-    """Adam, cross entropy, BATCH images per step, `epochs` shuffled passes (seeded)."""
+    """Adam, cross entropy, BATCH images per step, `epochs` shuffled passes (seeded), on one CPU thread:
+    the float sums of several threads differ with their count, and so would the features of every FID."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_classifier(images, labels, epochs, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_classifier(images, labels, epochs: int, seed: int) -> LeNet:
     torch.manual_seed(seed)
     model = LeNet()
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
