@@ -204,6 +204,8 @@ def test_modes_study_smoke_writes_its_table_and_reuses_finished_cells(root, tmp_
     assert {p.name for p in (tmp_path / "results").iterdir()} == {"table.md", "results.json", "lcw.png", "cwg.png"}
     table = (tmp_path / "results" / "table.md").read_text()
     assert "| LCW (CW²+LT) | 1 |" in table and "| CW-Generator | 1 |" in table and "--modes-n 500" in table
+    assert (f"python -m training.modes_study --models cwg --seeds 0 --n 200 --modes-n 500 --epochs 1 --latent-epochs 1 "
+            f"--generator-steps 3 --out {tmp_path / 'runs'} --results {tmp_path / 'results'}/cwg") in table
     capsys.readouterr()
     modes_study.main(tiny + ["--reuse"])
     assert "training into" not in capsys.readouterr().out

@@ -89,13 +89,22 @@ def table(rows: list, args, seconds: float, command: str) -> str:
              f"28x28 domain FID). {timing}.", "", f"    {command}", "",
              "| model | seeds | modes (of 1,000) | KL(uniform ‖ generated) | domain FID | held-out kernel metric |",
              "| --- | --- | --- | --- | --- | --- |"]
-    for name, _ in MODELS.values():
+    commands = []
+    for key, (name, _) in MODELS.items():
         mine = [r for r in rows if r["model"] == name]
         if mine:
             lines.append(f"| {name} | {len(mine)} | {mean_std([r['modes'] for r in mine], 1)} | "
                          f"{mean_std([r['modes_kl'] for r in mine], 3)} | {mean_std([r['fid_domain'] for r in mine], 2)} "
                          f"| {mean_std([r['heldout_metric'] for r in mine], 5)} |")
-    return "\n".join(lines) + "\n"
+            commands.append(f"    {model_command(key, sorted({r['seed'] for r in mine}), args)}")
+    return "\n".join(lines + ["", "One row alone (its seeds, these settings):", ""] + commands) + "\n"
+
+
+def model_command(model: str, seeds: list, args) -> str:
+    """The command that trains and scores one model's row of the table with the settings of `args`."""
+    flags = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in SETTINGS if getattr(args, name) is not None]
+    return (f"python -m training.modes_study --models {model} --seeds {' '.join(map(str, seeds))} {' '.join(flags)} "
+            f"--out {args.out} --results {args.results}/{model}")
 
 
 def main(argv=None) -> None:
