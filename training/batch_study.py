@@ -116,7 +116,8 @@ def train_lcw(path: Path, args, batch: int, seed: int) -> dict:
     seconds = time.perf_counter() - start
     stage1, lcw = _score(Run(path), args.fid_n), _score(Run(path / "latent"), args.fid_n)
     return {"stage1_steps": epochs * per_epoch, "stage1_fid": stage1["fid"], "stage1_kid": stage1["kid"],
-            "fid": lcw["fid"], "kid": lcw["kid"], "features": lcw["features"], "train_seconds": seconds, "stage1_seconds": stage1_seconds,
+            "fid": lcw["fid"], "kid": lcw["kid"], "features": lcw["features"], "train_seconds": seconds,
+            "stage1_seconds": stage1_seconds,
             "seconds_per_step": stage1_seconds / (epochs * per_epoch), "gamma_value": Run(path).config()["gamma_value"],
             "stage1_heldout_metric": first["heldout_metric"]}
 
@@ -253,9 +254,8 @@ def raw_rows(results: Path) -> List[dict]:
     return [json.loads(p.read_text()) for p in sorted((results / "raw").glob("*.json"))]
 
 
-def rebuild(results: Path, settings: dict) -> str:
-    """table.md, results.json and the plots from every raw result in RESULTS/raw."""
-    rows = raw_rows(results)
+def rebuild(rows: List[dict], results: Path, settings: dict) -> str:
+    """table.md, results.json and the plots in RESULTS from `rows`, every raw result in RESULTS/raw."""
     if not rows:
         return "no raw results yet"
     text = table(rows)
@@ -305,9 +305,10 @@ def main(argv: Optional[list] = None) -> None:
         for i, cell in enumerate(cells):
             print(f"[{i + 1}/{len(cells)}] {time.perf_counter() - start:.0f} s so far", flush=True)
             run_cell(args, *cell)
-    print(rebuild(results, {k: v for k, v in vars(args).items() if k not in ("table_only", "grids")}))
+    rows = raw_rows(results)
+    print(rebuild(rows, results, {k: v for k, v in vars(args).items() if k not in ("table_only", "grids")}))
     if args.grids:
-        print(best_samples(raw_rows(results), results / "best_samples.png"))
+        print(best_samples(rows, results / "best_samples.png"))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from torch import nn
 from . import data as datasets
 from .errors import ConfigError
 from .fid import Extractor, to_uint8
-from .runs import atomic_write
+from .runs import atomic_text, atomic_write
 
 EPOCHS = 8
 BATCH = 128
@@ -118,7 +118,7 @@ def classifier(name: str, root: str = "data", cache: str = None, epochs: int = N
     meta = {"data": name, "sha256": _sha256(weights), "data_sha256": checksum, "epochs": epochs,
             "test_accuracy": accuracy(model, test_x, test_y), "test_images": len(test_x),
             "train_images": len(train_x), "seconds": time.perf_counter() - start}
-    atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_text(sidecar, json.dumps(meta, indent=2) + "\n")
     print(f"  test accuracy {meta['test_accuracy']:.4f} on {len(test_x)} test images, {meta['seconds']:.0f} s")
     return model, meta
 

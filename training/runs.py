@@ -34,7 +34,7 @@ class Run:
             self.metrics_path.unlink(missing_ok=True)
             for name in CHECKPOINTS:
                 (self.path / f"{name}.pt").unlink(missing_ok=True)
-        atomic_write(self.path / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+        atomic_text(self.path / "config.json", json.dumps(config, indent=2) + "\n")
 
     def config(self) -> dict:
         path = self.path / "config.json"
@@ -55,7 +55,7 @@ class Run:
     def truncate_metrics(self, step: int) -> None:
         """Drops records after `step` (written after the checkpoint a resumed run restarts from)."""
         kept = [r for r in self.metrics() if r.get("step", 0) <= step and "heldout_metric" not in r]
-        atomic_write(self.metrics_path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)))
+        atomic_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def save(self, name: str, state: dict) -> None:
         """Writes `name`.pt via a temporary file and a rename: a crash never leaves a torn checkpoint."""
