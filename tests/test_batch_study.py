@@ -57,3 +57,19 @@ def test_bad_flags_are_one_line_errors(capsys):
         batch_study.main(["--steps", "0"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "--steps must be >= 1, got 0" in err and len(err.strip().splitlines()) == 1
+
+
+def test_table_gives_every_part_the_same_held_out_metric():
+    """Parts a and c keep it in their curve's last point, part b (LCW) beside its scores; a cell from before
+    it was recorded is counted out, and the row says over how many seeds the mean is."""
+    common = dict(steps=10, fid=5.0, kid=0.5, features="domain", train_seconds=10.0, seconds_per_step=1.0,
+                  gamma_value=0.01)
+    rows = [dict(common, part="a", model="cwg", batch=64, gamma="fixed", seed=0, cell="a0",
+                 curve=[{"heldout_metric": 0.010}]),
+            dict(common, part="b", model="lcw", batch=128, gamma="auto", seed=0, cell="b0", stage1_fid=7.0,
+                 heldout_metric=0.008),
+            dict(common, part="b", model="lcw", batch=128, gamma="auto", seed=1, cell="b1", stage1_fid=7.0)]
+    lines = batch_study.table(rows).splitlines()
+    assert lines[0].split(" | ")[8] == "held-out metric"
+    assert lines[2].split(" | ")[8] == "0.0100 ± 0.0000"
+    assert lines[3].split(" | ")[8] == "0.0080 ± 0.0000 (1 of 2 seeds)"

@@ -112,14 +112,14 @@ def train_lcw(path: Path, args, batch: int, seed: int) -> dict:
     first = train_autoencoder(AutoencoderConfig(data="mnist5k", objective="cw2", batch_size=batch, epochs=epochs,
                                                 out=str(path), **common))
     stage1_seconds = time.perf_counter() - start
-    train_latent(LatentConfig(ae=str(path), epochs=args.lt_epochs, **common))
+    second = train_latent(LatentConfig(ae=str(path), epochs=args.lt_epochs, **common))
     seconds = time.perf_counter() - start
     stage1, lcw = _score(Run(path), args.fid_n), _score(Run(path / "latent"), args.fid_n)
     return {"stage1_steps": epochs * per_epoch, "stage1_fid": stage1["fid"], "stage1_kid": stage1["kid"],
             "fid": lcw["fid"], "kid": lcw["kid"], "features": lcw["features"], "train_seconds": seconds,
             "stage1_seconds": stage1_seconds,
             "seconds_per_step": stage1_seconds / (epochs * per_epoch), "gamma_value": Run(path).config()["gamma_value"],
-            "stage1_heldout_metric": first["heldout_metric"]}
+            "stage1_heldout_metric": first["heldout_metric"], "heldout_metric": second["heldout_metric"]}
 
 
 def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
@@ -148,16 +148,25 @@ def groups(rows: List[dict]) -> dict:
     return found
 
 
+def heldout(row: dict) -> Optional[float]:
+    """The final generator's CW distance to the held-out digits at the fixed metric gamma (None: not recorded)."""
+    return row["curve"][-1].get("heldout_metric") if "curve" in row else row.get("heldout_metric")
+
+
 def table(rows: List[dict]) -> str:
-    lines = ["| part | model | batch | gamma | seeds | steps | domain FID | domain KID | stage-1 FID (b) | "
-             "training s | s / step |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| part | model | batch | gamma | seeds | steps | domain FID | domain KID | held-out metric | "
+             "stage-1 FID (b) | training s | s / step |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for (part, model, batch, gamma), mine in groups(rows).items():
         stage1 = mean_std([r["stage1_fid"] for r in mine], 2) if part == "b" else "–"
+        metrics = [heldout(r) for r in mine if heldout(r) is not None]
+        metric = (mean_std(metrics, 4) + (f" ({len(metrics)} of {len(mine)} seeds)" if len(metrics) < len(mine) else "")
+                  if metrics else "–")
         gammas = sorted({f"{r['gamma_value']:.4g}" for r in mine if isinstance(r["gamma_value"], float)
                          and model != "swg"})  # the SW loss has no bandwidth
         lines.append(f"| {part} | {NAMES[model]} | {batch} | {gamma}{' (' + ', '.join(gammas) + ')' if gammas else ''} "
                      f"| {len(mine)} | {mine[0]['steps']} | {mean_std([r['fid'] for r in mine], 2)} | "
-                     f"{mean_std([r['kid'] for r in mine], 3)} | {stage1} | "
+                     f"{mean_std([r['kid'] for r in mine], 3)} | {metric} | {stage1} | "
                      f"{mean_std([r['train_seconds'] for r in mine], 0)} | "
                      f"{mean_std([r['seconds_per_step'] for r in mine], 3)} |")
     networks = {}  # the LeNet behind each cell's scores: cells scored with different ones do not compare exactly
@@ -234,7 +243,8 @@ def best_samples(rows: List[dict], path: Path, n: int = 64) -> str:
     (RUN, or RUN/latent for LCW) still exists, side by side; returns what it drew."""
     panels, drawn = [], []
     for model, name in NAMES.items():
-        found = [r for r in rows if r["model"] == model and (Path(r["run"]) / GENERATOR_RUN[model] / "last.pt").exists()]
+        found = [r for r in rows
+                 if r["model"] == model and (Path(r["run"]) / GENERATOR_RUN[model] / "last.pt").exists()]
         if not found:
             continue
         best = min(found, key=lambda r: r["fid"])

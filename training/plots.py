@@ -33,11 +33,18 @@ def side_by_side(panels: list, path, nrow: int = 8) -> None:
     joined.save(Path(path))
 
 
+def label_font() -> ImageFont.FreeTypeFont:
+    """DejaVu Sans at 10 px, shipped with matplotlib: it has the ² of "CW²", which PIL's default font lacks."""
+    from matplotlib import font_manager
+
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 10)
+
+
 def grid_picture(images: torch.Tensor, nrow: int, row_labels, title: str) -> Image.Image:
     """The picture of grid(...)."""
     pictures = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
     picture = Image.fromarray(pictures.mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy())
-    font = ImageFont.load_default()
+    font = label_font()
     if row_labels:
         margin = 6 + max(int(ImageDraw.Draw(picture).textlength(label, font=font)) for label in row_labels)
         labelled = Image.new("RGB", (margin + picture.width, picture.height), "white")
