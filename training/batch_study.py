@@ -159,9 +159,9 @@ def table(rows: List[dict]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for (part, model, batch, gamma), mine in groups(rows).items():
         stage1 = mean_std([r["stage1_fid"] for r in mine], 2) if part == "b" else "–"
-        metrics = [heldout(r) for r in mine if heldout(r) is not None]
-        metric = (mean_std(metrics, 4) + (f" ({len(metrics)} of {len(mine)} seeds)" if len(metrics) < len(mine) else "")
-                  if metrics else "–")
+        metrics = [m for m in map(heldout, mine) if m is not None]
+        metric = mean_std(metrics, 4) + (f" ({len(metrics)} of {len(mine)} seeds)"
+                                         if metrics and len(metrics) < len(mine) else "")
         gammas = sorted({f"{r['gamma_value']:.4g}" for r in mine if isinstance(r["gamma_value"], float)
                          and model != "swg"})  # the SW loss has no bandwidth
         lines.append(f"| {part} | {NAMES[model]} | {batch} | {gamma}{' (' + ', '.join(gammas) + ')' if gammas else ''} "
