@@ -52,6 +52,30 @@ def test_tiny_study_writes_raw_results_table_and_plots(tmp_path, capsys):
     assert capsys.readouterr().out.rstrip().endswith(f"best_samples.png: {best}")
 
 
+def test_lcw_cells_score_stage_one_in_segments_and_continue_exactly(tmp_path, capsys):
+    """Part b: stage 1 in scored segments of whole epochs (batch 1024: 3 steps an epoch); a cell stopped
+    after its first segment and continued with --reuse ends bit-equal to one trained straight through."""
+    tiny = ["--parts", "b", "--batches", "1024", "--seeds", "0", "--fid-every", "3", "--fid-n", "200",
+            "--lt-epochs", "1"]
+    batch_study.main(tiny + ["--steps", "9", "--out", str(tmp_path / "whole"), "--results", str(tmp_path / "w")])
+    whole = json.loads((tmp_path / "w" / "raw" / "lcw-b1024-seed0.json").read_text())
+    assert [point["step"] for point in whole["stage1_curve"]] == [3, 6, 9] and whole["stage1_steps"] == 9
+    assert whole["stage1_fid"] == whole["stage1_curve"][-1]["fid"]
+    assert whole["stage1_seconds"] == whole["stage1_curve"][-1]["train_seconds"] < whole["train_seconds"]
+
+    resumed = tiny + ["--out", str(tmp_path / "resumed"), "--results", str(tmp_path / "r")]
+    batch_study.main(resumed + ["--steps", "3"])
+    (tmp_path / "r" / "raw" / "lcw-b1024-seed0.json").unlink()
+    capsys.readouterr()
+    batch_study.main(resumed + ["--steps", "9", "--reuse"])
+    out = capsys.readouterr().out
+    assert "step 3/9" not in out and "step 6/9" in out and "step 9/9" in out
+    again = json.loads((tmp_path / "r" / "raw" / "lcw-b1024-seed0.json").read_text())
+    assert [p["fid"] for p in again["stage1_curve"]] == [p["fid"] for p in whole["stage1_curve"]]
+    assert (again["fid"], again["heldout_metric"]) == (whole["fid"], whole["heldout_metric"])
+    assert (tmp_path / "r" / "fid_vs_steps.png").stat().st_size > 0  # stage 1's curve drawn dashed
+
+
 def test_bad_flags_are_one_line_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         batch_study.main(["--steps", "0"])

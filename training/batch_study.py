@@ -12,9 +12,10 @@ Cells (each for every seed, all at the same number of optimiser steps):
   b  CW² stage 1 (training.train) at batch 128, 1024 and 4000, each followed by its Latent Trick with the
      default settings: LCW's FID against the stage-1 batch;
   c  SW-Generator (--loss sw, 5,000 directions) at batch 256 and 4000.
-Generators of a and c are trained in segments of --fid-every steps (exact resume), each followed by its
-domain FID and KID (--fid-n generated images, LeNet features, against the 4,000 training digits), so
-every cell has an FID curve against steps and training seconds; cells of b are scored at the end.
+Generators of a and c, and stage 1 of b, are trained in segments of --fid-every steps (b: whole epochs;
+exact resume), each followed by its domain FID and KID (--fid-n generated images, LeNet features, against
+the 4,000 training digits), so every cell has an FID curve against steps and training seconds; b's LCW
+(stage 1's Latent Trick) is scored at the end.
 BatchNorm: every network here normalises over its whole batch (no chunking, one process).
 Each finished cell writes RESULTS/raw/<cell>.json (settings, curve, final scores, wall time, the command
 that reproduces it); --reuse skips cells whose raw result exists and continues an interrupted cell from
@@ -74,52 +75,64 @@ def _score(run: Run, n: int) -> dict:
             "features": record["features"]}
 
 
-def train_curve(path: Path, args, model: str, batch: int, gamma: str, seed: int) -> dict:
-    """Part a / c: the generator in segments of args.fid_every steps, scored after each; continues from
-    the last finished segment of an interrupted run (its curve is kept in curve.json beside it)."""
+def scored_segments(path: Path, units: int, every: int, per_unit: int, train, fid_n: int) -> List[dict]:
+    """Trains the run in `path` to `units` (steps, or epochs of `per_unit` steps) in segments of `every`
+    units, each followed by its domain FID / KID; train(target, first) trains to `target` units (a fresh
+    run when `first`, else resuming exactly) and returns the stage's summary. Continues after the last
+    scored segment of an interrupted run, whose curve is kept in curve.json beside it. Returns the curve:
+    step, fid, kid, features, train_seconds (cumulative), heldout_metric, one point per segment."""
     curve_file = path / "curve.json"
     curve = json.loads(curve_file.read_text()) if curve_file.exists() and (path / "last.pt").exists() else []
-    done = curve[-1]["step"] if curve else 0
+    done = curve[-1]["step"] // per_unit if curve else 0
+    seconds = curve[-1]["train_seconds"] if curve else 0.0
+    while done < units:
+        target = min(done + every, units)
+        start = time.perf_counter()
+        summary = train(target, done == 0)
+        seconds += time.perf_counter() - start
+        curve.append({**_score(Run(path), fid_n), "train_seconds": seconds,
+                      "heldout_metric": summary["heldout_metric"]})
+        atomic_text(curve_file, json.dumps(curve, indent=1) + "\n")
+        done = target
+        print(f"  {path.name}: step {done * per_unit}/{units * per_unit}, FID {curve[-1]['fid']:.2f}, "
+              f"{seconds:.0f} s of training", flush=True)
+    return curve
+
+
+def train_curve(path: Path, args, model: str, batch: int, gamma: str, seed: int) -> dict:
+    """Part a / c: the generator in scored segments of args.fid_every steps."""
     settings = dict(loss=model[:2], batch_size=batch, seed=seed, out=str(path), device=args.device,
                     threads=args.threads,
                     progress=False, stage_end_fid=0, eval_every=args.fid_every, ckpt_every=args.fid_every,
                     gamma={"fixed": repr(fixed_gamma()), "silverman": "silverman", "-": "auto"}[gamma])
-    seconds = curve[-1]["train_seconds"] if curve else 0.0
-    while done < args.steps:
-        target = min(done + args.fid_every, args.steps)
-        start = time.perf_counter()
-        summary = train_generator(GeneratorConfig(steps=target, resume=done > 0, overwrite=done == 0, **settings))
-        seconds += time.perf_counter() - start
-        curve.append({**_score(Run(path), args.fid_n), "train_seconds": seconds,
-                      "heldout_metric": summary["heldout_metric"]})
-        atomic_text(curve_file, json.dumps(curve, indent=1) + "\n")
-        done = target
-        print(f"  {path.name}: step {done}/{args.steps}, FID {curve[-1]['fid']:.2f}, {seconds:.0f} s of training",
-              flush=True)
-    config = Run(path).config()
+    curve = scored_segments(path, args.steps, args.fid_every, 1, lambda target, first: train_generator(
+        GeneratorConfig(steps=target, resume=not first, overwrite=first, **settings)), args.fid_n)
+    seconds = curve[-1]["train_seconds"]
     return {"curve": curve, "fid": curve[-1]["fid"], "kid": curve[-1]["kid"], "features": curve[-1]["features"],
-            "train_seconds": seconds,
-            "seconds_per_step": seconds / args.steps, "gamma_value": config["gamma_value"]}
+            "train_seconds": seconds, "seconds_per_step": seconds / args.steps,
+            "gamma_value": Run(path).config()["gamma_value"]}
 
 
 def train_lcw(path: Path, args, batch: int, seed: int) -> dict:
-    """Part b: CW² stage 1 at `batch` for about args.steps steps, then its Latent Trick; both scored."""
+    """Part b: CW² stage 1 at `batch` for about args.steps steps (whole epochs) in scored segments of about
+    args.fid_every steps, then its Latent Trick (restarted if it was interrupted), scored at the end."""
     per_epoch = 4000 // batch
     epochs = max(1, round(args.steps / per_epoch))
-    common = dict(device=args.device, threads=args.threads, progress=False, stage_end_fid=0, overwrite=True,
-                  seed=seed)
+    common = dict(device=args.device, threads=args.threads, progress=False, stage_end_fid=0, seed=seed)
+    stage1 = scored_segments(path, epochs, max(1, round(args.fid_every / per_epoch)), per_epoch,
+                             lambda target, first: train_autoencoder(AutoencoderConfig(
+                                 data="mnist5k", objective="cw2", batch_size=batch, epochs=target, out=str(path),
+                                 resume=not first, overwrite=first, **common)), args.fid_n)
     start = time.perf_counter()
-    first = train_autoencoder(AutoencoderConfig(data="mnist5k", objective="cw2", batch_size=batch, epochs=epochs,
-                                                out=str(path), **common))
-    stage1_seconds = time.perf_counter() - start
-    second = train_latent(LatentConfig(ae=str(path), epochs=args.lt_epochs, **common))
-    seconds = time.perf_counter() - start
-    stage1, lcw = _score(Run(path), args.fid_n), _score(Run(path / "latent"), args.fid_n)
-    return {"stage1_steps": epochs * per_epoch, "stage1_fid": stage1["fid"], "stage1_kid": stage1["kid"],
-            "fid": lcw["fid"], "kid": lcw["kid"], "features": lcw["features"], "train_seconds": seconds,
-            "stage1_seconds": stage1_seconds,
+    second = train_latent(LatentConfig(ae=str(path), epochs=args.lt_epochs, overwrite=True, **common))
+    stage1_seconds = stage1[-1]["train_seconds"]
+    seconds = stage1_seconds + time.perf_counter() - start
+    lcw = _score(Run(path / "latent"), args.fid_n)
+    return {"stage1_steps": epochs * per_epoch, "stage1_curve": stage1, "stage1_fid": stage1[-1]["fid"],
+            "stage1_kid": stage1[-1]["kid"], "fid": lcw["fid"], "kid": lcw["kid"], "features": lcw["features"],
+            "train_seconds": seconds, "stage1_seconds": stage1_seconds,
             "seconds_per_step": stage1_seconds / (epochs * per_epoch), "gamma_value": Run(path).config()["gamma_value"],
-            "stage1_heldout_metric": first["heldout_metric"], "heldout_metric": second["heldout_metric"]}
+            "stage1_heldout_metric": stage1[-1]["heldout_metric"], "heldout_metric": second["heldout_metric"]}
 
 
 def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
@@ -190,7 +203,8 @@ def plain_log_labels(*axes) -> None:
 
 def plots(rows: List[dict], folder: Path) -> None:
     """fid_vs_batch.png: final FID against the batch (mean ± std over seeds); fid_vs_steps.png: the curves
-    of parts a and c against steps and against training seconds (mean over seeds)."""
+    of parts a and c, and of b's stage 1 (dashed), against steps and against training seconds (mean over
+    seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,15 +232,18 @@ def plots(rows: List[dict], folder: Path) -> None:
 
     fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for (part, model, batch, gamma), mine in groups(rows).items():
-        if part == "b":
+        key = "stage1_curve" if part == "b" else "curve"
+        curves = [r[key] for r in mine if key in r]
+        if not curves:  # part b cells from before stage 1 was scored in segments
             continue
-        curves = [r["curve"] for r in mine]
         length = min(len(c) for c in curves)
         label = f"{NAMES[model]} b{batch}" + (f" {gamma}" if gamma not in ("auto", "-") else "")
+        if part == "b":
+            label = f"CW² stage 1 (of LCW) b{batch}, {len(curves)} of {len(mine)} seeds"
         fid = [statistics.mean(c[i]["fid"] for c in curves) for i in range(length)]
-        by_step.plot([curves[0][i]["step"] for i in range(length)], fid, marker=".", label=label)
-        by_time.plot([statistics.mean(c[i]["train_seconds"] for c in curves) for i in range(length)], fid,
-                     marker=".", label=label)
+        style = dict(marker=".", label=label, linestyle="--" if part == "b" else "-")
+        by_step.plot([curves[0][i]["step"] for i in range(length)], fid, **style)
+        by_time.plot([statistics.mean(c[i]["train_seconds"] for c in curves) for i in range(length)], fid, **style)
     by_step.set(xlabel="optimiser steps", ylabel="domain FID (mean over seeds)", yscale="log",
                 title="FID against steps")
     by_time.set(xlabel="training seconds (one CPU thread)", xscale="log", title="FID against training time")
@@ -286,7 +303,7 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--steps", type=int, default=10000,
                         help="optimiser steps of every cell (default: 10000: the batch-256 pilot was still "
                              "improving at 5,000, FID 7.8 -> 7.2 over its last 500 steps)")
-    parser.add_argument("--fid-every", type=int, default=500, help="steps between FID scores of a and c (default: 500)")
+    parser.add_argument("--fid-every", type=int, default=500, help="steps between FID scores (part b: rounded to whole stage-1 epochs; default: 500)")
     parser.add_argument("--fid-n", type=int, default=5000, help="generated images per FID / KID (default: 5000)")
     parser.add_argument("--lt-epochs", type=int, default=None,
                         help="part b: Latent Trick epochs (default: training.defaults, 100 for mnist5k)")
