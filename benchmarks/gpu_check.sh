@@ -29,6 +29,10 @@
 #                     in 30 GB, for the reference loss and `auto`
 #   summary        5  summary.md; from a git checkout (not a rehearsal) also copies the files to
 #                     benchmarks/results/<device-slug>/gpu-check/
+# Not in the default run, named with --steps (e.g. `--steps build,study`, 560 s in all):
+#   study        480  the batch study's batch-4,000 cells (training.batch_study, issue 17) on the GPU, as many
+#                     as fit, seed by seed, continuing a cut-off cell in the next call on a warm machine
+#                     (benchmarks/gpu_check/study.py); their raw results in batch-study-raw.tgz
 # --rehearse: the same steps at tiny sizes on a machine without a GPU (CUDA hidden, Triton under
 #   TRITON_INTERPRET=1, the C++ CPU kernels standing in for lcw_fast::'s CUDA ones, the reference on the
 #   CPU; no compile, no sanitizer), writing the same files; about 2.5 minutes on 2 cores. Budgets are
@@ -39,8 +43,9 @@
 #   has no network) are installed into /tmp and benchmarked; make them on a networked machine with
 #   `pip download --no-deps pykeops==2.3 keopscore==2.3 -d .whl/src && pip wheel --no-deps -w .whl .whl/src/*`.
 #
-# Files in DIR (6, the device tool returns at most 8): results.jsonl, summary.md, meta.json, build.log,
-# run.log (ceilings, correctness, benchmarks, training, summary), sanitizer.log.
+# Files in DIR (6, 7 with the study; the device tool returns at most 8): results.jsonl, summary.md, meta.json,
+# build.log, run.log (ceilings, correctness, benchmarks, training, study, summary), sanitizer.log
+# (and batch-study-raw.tgz).
 #
 # results.jsonl: one JSON object a line, appended and fsync'd the moment it is measured (a kill loses
 # nothing written before it). Every row: "step", "name", "status" (ok | failed | skipped | timeout),
@@ -59,6 +64,8 @@
 #                images (CxHxW);
 #                "probe <B> <backend>": fits, oom, peak_memory_bytes; "largest batch <backend>": largest_batch,
 #                first_failing_batch, budget_bytes
+#   study        "cell <name>": fid, kid, heldout_metric, seconds_per_step, train_seconds, wall_seconds, device,
+#                command (skipped: the reason)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -107,6 +114,7 @@ for s in ${STEPS//,/ }; do
     sanitizer) step sanitizer 60 sanitizer.log ;;
     benchmarks) step benchmarks 100 run.log ;;
     training) step training 30 run.log ;;
+    study) step study 480 run.log ;;
     *) echo "gpu_check.sh: unknown step '$s'" >&2; exit 2 ;;
   esac
 done

@@ -5,13 +5,14 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks.gpu_check import build, rows, sanitizer, summary, training_steps
+from benchmarks.gpu_check import build, rows, sanitizer, study, summary, training_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 KIT = ROOT / "benchmarks" / "gpu_check.sh"
@@ -297,3 +298,40 @@ def test_forced_inplace_build_builds_and_imports(tmp_path):
     got = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert got.returncode == 0, got.stderr[-2000:]
     assert got.stdout.strip() == str(tmp_path / "lcw_fast" / "__init__.py")
+
+
+@pytest.mark.slow
+def test_study_step_trains_packs_and_summarises_its_cells(tmp_path):
+    """The optional step "study" in a rehearsal: one cell of each part (2 steps, CPU), a row for each, their
+    raw results in the one tarball that comes back, and a table in summary.md."""
+    proc = _kit(tmp_path, "--steps", "study")
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log
+    got = _parse_lines(tmp_path / "results.jsonl")
+    cells = {r["name"]: r for r in got if r["step"] == "study" and r["name"] != "step"}
+    assert set(cells) == {"cell cwg-b256-fixed-seed0", "cell cwg-b1024-fixed-seed0", "cell lcw-b1024-seed0",
+                          "cell swg-b256-seed0"}
+    assert all(r["status"] == "ok" and r["fid"] > 0 and r["device"] == "cpu" for r in cells.values()), cells
+    with tarfile.open(tmp_path / study.TARBALL) as tar:
+        assert sorted(tar.getnames()) == sorted(name.removeprefix("cell ") + ".json" for name in cells)
+    assert {f.name for f in tmp_path.iterdir()} == {"results.jsonl", "summary.md", "meta.json", "run.log",
+                                                    study.TARBALL}
+    assert "| cwg-b256-fixed-seed0 | ok |" in (tmp_path / "summary.md").read_text()
+
+
+def test_study_step_skips_what_the_budget_cannot_hold(tmp_path, monkeypatch):
+    """A cell cut off by the budget is stopped and recorded as skipped (the next call continues it); once
+    the budget is spent no cell starts."""
+    def cut_off(cmd, check, timeout):
+        raise subprocess.TimeoutExpired(cmd, timeout)
+
+    monkeypatch.setattr(study.subprocess, "run", cut_off)
+    plan = ["--parts", "a", "--batches", "1024", "--gammas", "fixed", "--seeds", "0", "1"]
+    study.train(tmp_path, time.monotonic() + 60, torch.device("cpu"), tmp_path / "runs", tmp_path / "res", plan)
+    study.train(tmp_path, time.monotonic() - 1, torch.device("cpu"), tmp_path / "runs", tmp_path / "res", plan)
+    got = rows.read(tmp_path)
+    expected = [(f"cell cwg-b1024-fixed-seed{seed}", "skipped") for seed in (0, 1)]
+    assert [(r["name"], r["status"]) for r in got] == expected * 2
+    assert all("cut off by the step's budget" in r["reason"] for r in got[:2])
+    assert all("left of the step's budget" in r["reason"] for r in got[2:])
+    assert not (tmp_path / study.TARBALL).exists()

@@ -23,6 +23,8 @@ its last segment. Then RESULTS/table.md (mean ± std over seeds, seconds per ste
 fid_vs_batch.png and fid_vs_steps.png (against steps and against training seconds) are rebuilt from all
 raw results. --grids draws best_samples.png: 64 samples of the best cell (lowest final FID) of each model
 whose run folder is still in OUT, side by side, each titled with its cell and FID.
+Times of cells trained with --device cuda are marked "(cuda)" in the table and plots; the batch-4,000 cells
+on the device machine: `bash benchmarks/gpu_check.sh --steps build,study` (benchmarks/gpu_check/study.py).
 """
 import argparse
 import json
@@ -61,7 +63,8 @@ def command(args, part: str, batch: int, gamma: str, seed: int) -> str:
     """The command line that trains and scores this one cell."""
     return (f"python -m training.batch_study --parts {part} --batches {batch} --gammas {gamma} --seeds {seed} "
             f"--steps {args.steps} --fid-every {args.fid_every} --fid-n {args.fid_n} --out {args.out} "
-            + (f"--lt-epochs {args.lt_epochs} " if args.lt_epochs else "") +
+            + (f"--lt-epochs {args.lt_epochs} " if args.lt_epochs else "")
+            + (f"--device {args.device} " if args.device != "cpu" else "") +
             f"--results {args.results} --reuse")
 
 
@@ -146,7 +149,8 @@ def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
     start = time.perf_counter()
     result = train_curve(path, args, model, batch, gamma, seed) if part != "b" else train_lcw(path, args, batch, seed)
     result = {"cell": name, "part": part, "model": model, "batch": batch, "gamma": gamma, "seed": seed,
-              "steps": args.steps, "fid_n": args.fid_n, "wall_seconds": time.perf_counter() - start,
+              "steps": args.steps, "fid_n": args.fid_n, "device": args.device,
+              "wall_seconds": time.perf_counter() - start,
               "command": command(args, part, batch, gamma, seed), "run": str(path), **result}
     atomic_text(raw, json.dumps(result, indent=1) + "\n")
     print(f"{name}: FID {result['fid']:.2f}, {result['seconds_per_step']:.3f} s/step -> {raw}", flush=True)
@@ -166,6 +170,13 @@ def heldout(row: dict) -> Optional[float]:
     return row["curve"][-1].get("heldout_metric") if "curve" in row else row.get("heldout_metric")
 
 
+def devices(rows: List[dict]) -> str:
+    """' (cuda)' after the times of cells trained on other devices than the CPU (cells from before the
+    device was recorded ran on the CPU), else ''."""
+    other = sorted({r.get("device", "cpu") for r in rows} - {"cpu"})
+    return f" ({', '.join(other)})" if other else ""
+
+
 def table(rows: List[dict]) -> str:
     lines = ["| part | model | batch | gamma | seeds | steps | domain FID | domain KID | held-out metric | "
              "stage-1 FID (b) | training s | s / step |",
@@ -180,8 +191,8 @@ def table(rows: List[dict]) -> str:
         lines.append(f"| {part} | {NAMES[model]} | {batch} | {gamma}{' (' + ', '.join(gammas) + ')' if gammas else ''} "
                      f"| {len(mine)} | {mine[0]['steps']} | {mean_std([r['fid'] for r in mine], 2)} | "
                      f"{mean_std([r['kid'] for r in mine], 3)} | {metric} | {stage1} | "
-                     f"{mean_std([r['train_seconds'] for r in mine], 0)} | "
-                     f"{mean_std([r['seconds_per_step'] for r in mine], 3)} |")
+                     f"{mean_std([r['train_seconds'] for r in mine], 0)}{devices(mine)} | "
+                     f"{mean_std([r['seconds_per_step'] for r in mine], 3)}{devices(mine)} |")
     networks = {}  # the LeNet behind each cell's scores: cells scored with different ones do not compare exactly
     for row in rows:
         networks.setdefault(row.get("features", "not recorded"), []).append(row["cell"])
@@ -240,13 +251,15 @@ def plots(rows: List[dict], folder: Path) -> None:
         label = f"{NAMES[model]} b{batch}" + (f" {gamma}" if gamma not in ("auto", "-") else "")
         if part == "b":
             label = f"CW² stage 1 (of LCW) b{batch}, {len(curves)} of {len(mine)} seeds"
+        label += devices(mine)
         fid = [statistics.mean(c[i]["fid"] for c in curves) for i in range(length)]
         style = dict(marker=".", label=label, linestyle="--" if part == "b" else "-")
         by_step.plot([curves[0][i]["step"] for i in range(length)], fid, **style)
         by_time.plot([statistics.mean(c[i]["train_seconds"] for c in curves) for i in range(length)], fid, **style)
     by_step.set(xlabel="optimiser steps", ylabel="domain FID (mean over seeds)", yscale="log",
                 title="FID against steps")
-    by_time.set(xlabel="training seconds (one CPU thread)", xscale="log", title="FID against training time")
+    by_time.set(xlabel="training seconds (one CPU thread unless marked)", xscale="log",
+                title="FID against training time")
     plain_log_labels(by_step.yaxis, by_time.xaxis)
     by_time.legend(fontsize=7)
     fig.tight_layout()
@@ -292,7 +305,8 @@ def rebuild(rows: List[dict], results: Path, settings: dict) -> str:
     return text
 
 
-def main(argv: Optional[list] = None) -> None:
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    """The command line of `main` (also what benchmarks.gpu_check's study step builds its cells from)."""
     parser = Parser(prog="python -m training.batch_study", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS),
@@ -303,7 +317,8 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--steps", type=int, default=10000,
                         help="optimiser steps of every cell (default: 10000: the batch-256 pilot was still "
                              "improving at 5,000, FID 7.8 -> 7.2 over its last 500 steps)")
-    parser.add_argument("--fid-every", type=int, default=500, help="steps between FID scores (part b: rounded to whole stage-1 epochs; default: 500)")
+    parser.add_argument("--fid-every", type=int, default=500,
+                        help="steps between FID scores (part b: rounded to whole stage-1 epochs; default: 500)")
     parser.add_argument("--fid-n", type=int, default=5000, help="generated images per FID / KID (default: 5000)")
     parser.add_argument("--lt-epochs", type=int, default=None,
                         help="part b: Latent Trick epochs (default: training.defaults, 100 for mnist5k)")
@@ -323,14 +338,24 @@ def main(argv: Optional[list] = None) -> None:
     for name in ("steps", "fid_every", "fid_n", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
+def cells(args: argparse.Namespace) -> List[tuple]:
+    """(part, batch, gamma, seed) of every cell the arguments select, in table order."""
+    return [(part, batch, gamma, seed) for part in args.parts for gamma in PARTS[part][2]
+            if part != "a" or not args.gammas or gamma in args.gammas
+            for batch in PARTS[part][1] if not args.batches or batch in args.batches for seed in args.seeds]
+
+
+def main(argv: Optional[list] = None) -> None:
+    args = parse_args(argv)
     results = Path(args.results)
-    cells = [(part, batch, gamma, seed) for part in args.parts for gamma in PARTS[part][2]
-             if part != "a" or not args.gammas or gamma in args.gammas
-             for batch in PARTS[part][1] if not args.batches or batch in args.batches for seed in args.seeds]
     if not args.table_only:
         start = time.perf_counter()
-        for i, cell in enumerate(cells):
-            print(f"[{i + 1}/{len(cells)}] {time.perf_counter() - start:.0f} s so far", flush=True)
+        selected = cells(args)
+        for i, cell in enumerate(selected):
+            print(f"[{i + 1}/{len(selected)}] {time.perf_counter() - start:.0f} s so far", flush=True)
             run_cell(args, *cell)
     rows = raw_rows(results)
     print(rebuild(rows, results, {k: v for k, v in vars(args).items() if k not in ("table_only", "grids")}))

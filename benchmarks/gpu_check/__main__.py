@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 MODULES = {"build": "build", "ceilings": "ceilings", "correctness": "correctness", "sanitizer": "sanitizer",
-           "benchmarks": "headline", "training": "training_steps", "summary": "summary"}
+           "benchmarks": "headline", "training": "training_steps", "study": "study",
+           "summary": "summary"}
 
 
 def margin_s(budget_s: float) -> float:

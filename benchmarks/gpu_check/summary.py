@@ -10,7 +10,7 @@ from . import meta, rows
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = "summary.md"
-STEPS = ("build", "ceilings", "correctness", "sanitizer", "benchmarks", "training")
+STEPS = ("build", "ceilings", "correctness", "sanitizer", "benchmarks", "training", "study")
 
 
 def _fmt(value, spec=".3g", none="—"):
@@ -120,6 +120,17 @@ def _training(all_rows) -> list:
          "note"], lines)
 
 
+def _study(all_rows) -> list:
+    got = [r for r in all_rows if r["step"] == "study" and r["name"] != "step"]
+    if not got:
+        return []
+    lines = [[r["name"].removeprefix("cell "), r["status"], _fmt(r.get("fid"), ".2f"), _fmt(r.get("kid"), ".3f"),
+              _fmt(r.get("heldout_metric"), ".4f"), _fmt(r.get("seconds_per_step", 0) * 1e3 or None, ".4g"),
+              _fmt(r.get("wall_seconds"), ".0f"), r.get("reason", "")] for r in got]
+    return ["", "## Batch study cells (training.batch_study; raw results in batch-study-raw.tgz)", ""] + _table(
+        ["cell", "status", "domain FID", "domain KID", "held-out metric", "ms / step", "wall s", "note"], lines)
+
+
 def write(out: Path) -> str:
     all_rows = rows.read(out)
     info = meta.read(out)
@@ -129,7 +140,7 @@ def write(out: Path) -> str:
             f"Python {info.get('python')}, {info.get('cores')} cores; finished {info.get('finished')}. "
             "Every number is a row of results.jsonl.", ""]
     text = "\n".join(head + _steps(all_rows) + _ceilings(all_rows) + _correctness(all_rows) + _sanitizer(all_rows)
-                     + _benchmarks(all_rows) + _training(all_rows))
+                     + _benchmarks(all_rows) + _training(all_rows) + _study(all_rows))
     meta.write_text(Path(out) / SUMMARY, text)
     return text
 

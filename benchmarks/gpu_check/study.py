@@ -1,0 +1,86 @@
+"""Optional step "study" (not in the default run: `bash benchmarks/gpu_check.sh --steps build,study`): the
+batch study's batch-4,000 cells (python -m training.batch_study; issue 17) trained on the GPU, as many as
+the step's budget allows, one seed of every part before the next seed.
+
+Each cell trains in its own process (python -m training.batch_study ... --reuse), in scored segments: one
+the budget cuts off is stopped (row "cell <name>" skipped, with the reason) and continues from its last
+segment in the next call on the same warm machine, whose ignored runs/ folder survives between calls
+(RUNS, RESULTS). Each finished cell writes a row "cell <name>" (fid, kid, heldout_metric, seconds_per_step,
+train_seconds, wall_seconds, command) and every raw result of RESULTS/raw is packed into
+OUT/batch-study-raw.tgz after each cell, so a kill loses only the cell in training. Back here:
+
+    tar xzf batch-study-raw.tgz -C docs/batch-study/raw && python -m training.batch_study --table-only --grids
+
+A cell is not started when the time left is under the last finished cell's wall time (row skipped).
+A rehearsal trains one cell of each part at batch 256 or 1,024 (fixed gamma, seed 0) for 2 steps on the
+CPU with 100-image FIDs in a scratch folder: it checks the wiring, not the GPU or batch 4,000.
+"""
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from training import batch_study
+
+from . import gpu_backends, rows
+
+STEP = "study"
+TARBALL = "batch-study-raw.tgz"
+RUNS, RESULTS = Path("runs/batch-study-gpu"), Path("runs/batch-study-gpu-results")
+PLAN = {False: ["--batches", "4000", "--threads", "16"],
+        True: ["--batches", "256", "1024", "--gammas", "fixed", "--steps", "2", "--fid-every", "1", "--fid-n", "100",
+               "--lt-epochs", "1", "--seeds", "0"]}
+
+
+def pack(raw: Path, tarball: Path) -> None:
+    """Every raw result in `raw` into `tarball` (written beside it, then renamed)."""
+    part = tarball.with_name(tarball.name + ".part")
+    with tarfile.open(part, "w:gz") as tar:
+        for path in sorted(raw.glob("*.json")):
+            tar.add(path, arcname=path.name)
+    part.replace(tarball)
+
+
+def train(out: Path, deadline: float, device, runs: Path, results: Path, plan: list) -> None:
+    """The cells of `plan`, seed first, each in its own process stopped at `deadline` (it continues from its
+    last scored segment in the next call), each packed and recorded when it finishes."""
+    common = plan + ["--device", device.type, "--out", str(runs), "--results", str(results), "--reuse"]
+    last_s = 0.0
+    for part, batch, gamma, seed in sorted(batch_study.cells(batch_study.parse_args(common)),
+                                           key=lambda cell: (cell[3], cell[0], cell[2])):
+        name = batch_study.cell_name(batch_study.PARTS[part][0], batch, gamma, seed)
+        left = deadline - time.monotonic()
+        if left < max(last_s, 1.0):
+            rows.append(out, STEP, f"cell {name}", "skipped",
+                        reason=f"{left:.0f} s left of the step's budget, the last cell took {last_s:.0f} s")
+            continue
+        t0 = time.monotonic()
+        try:
+            subprocess.run([sys.executable, "-m", "training.batch_study", *common, "--parts", part, "--batches",
+                            str(batch), "--gammas", gamma, "--seeds", str(seed)], check=True, timeout=left)
+        except subprocess.TimeoutExpired:
+            rows.append(out, STEP, f"cell {name}", "skipped", reason=f"cut off by the step's budget after "
+                        f"{time.monotonic() - t0:.0f} s; the next call continues it from its last scored segment")
+            continue
+        last_s = time.monotonic() - t0
+        got = json.loads((results / "raw" / f"{name}.json").read_text())
+        rows.append(out, STEP, f"cell {name}", "ok", fid=got["fid"], kid=got["kid"],
+                    heldout_metric=batch_study.heldout(got), seconds_per_step=got["seconds_per_step"],
+                    train_seconds=got["train_seconds"], wall_seconds=got["wall_seconds"], device=got["device"],
+                    command=got["command"])
+        pack(results / "raw", out / TARBALL)
+        print(f"[study] {name}: FID {got['fid']:.2f}, {got['seconds_per_step'] * 1e3:.1f} ms a step", flush=True)
+
+
+def run(out: Path, budget_s: float, rehearse: bool) -> int:
+    deadline = time.monotonic() + budget_s
+    device = gpu_backends.device(rehearse)
+    if not rehearse:
+        train(out, deadline, device, RUNS, RESULTS, PLAN[False])
+        return 0
+    with tempfile.TemporaryDirectory() as scratch:
+        train(out, deadline, device, Path(scratch) / "runs", Path(scratch) / "results", PLAN[True])
+    return 0
