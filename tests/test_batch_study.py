@@ -52,6 +52,27 @@ def test_tiny_study_writes_raw_results_table_and_plots(tmp_path, capsys):
     assert capsys.readouterr().out.rstrip().endswith(f"best_samples.png: {best}")
 
 
+def test_a_segment_trained_but_not_scored_is_scored_with_its_seconds(tmp_path, capsys):
+    """An interruption between a segment's training and its score: the next run scores the checkpoint as it
+    is (no training) and keeps the seconds the segment took (trained.json), so the time axis loses nothing."""
+    argv = ["--parts", "a", "--batches", "64", "--gammas", "fixed", "--seeds", "0", "--steps", "4", "--fid-every",
+            "2", "--fid-n", "200", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "res")]
+    batch_study.main(argv)
+    run, raw = tmp_path / "runs" / "cwg-b64-fixed-seed0", tmp_path / "res" / "raw" / "cwg-b64-fixed-seed0.json"
+    curve = json.loads((run / "curve.json").read_text())
+    (run / "curve.json").write_text(json.dumps(curve[:1]))  # killed after training steps 3-4, before scoring
+    (run / "trained.json").write_text(json.dumps({"step": 4, "after": curve[0]["train_seconds"],
+                                                  "train_seconds": 1234.5, "heldout_metric": 0.5}))
+    raw.unlink()
+    capsys.readouterr()
+    batch_study.main(argv + ["--reuse"])
+    assert "CW-Generator done" not in capsys.readouterr().out  # nothing trained
+    again = json.loads(raw.read_text())["curve"]
+    assert again[1]["fid"] == curve[1]["fid"]
+    assert (again[1]["train_seconds"], again[1]["heldout_metric"]) == (1234.5, 0.5)
+    assert not (run / "trained.json").exists()
+
+
 def test_lcw_cells_score_stage_one_in_segments_and_continue_exactly(tmp_path, capsys):
     """Part b: stage 1 in scored segments of whole epochs (batch 1024: 3 steps an epoch); a cell stopped
     after its first segment and continued with --reuse ends bit-equal to one trained straight through."""

@@ -82,20 +82,29 @@ def scored_segments(path: Path, units: int, every: int, per_unit: int, train, fi
     """Trains the run in `path` to `units` (steps, or epochs of `per_unit` steps) in segments of `every`
     units, each followed by its domain FID / KID; train(target, first) trains to `target` units (a fresh
     run when `first`, else resuming exactly) and returns the stage's summary. Continues after the last
-    scored segment of an interrupted run, whose curve is kept in curve.json beside it. Returns the curve:
+    scored segment of an interrupted run, whose curve is kept in curve.json beside it (a segment trained
+    but not scored is scored, its training seconds kept in trained.json). Returns the curve:
     step, fid, kid, features, train_seconds (cumulative), heldout_metric, one point per segment."""
-    curve_file = path / "curve.json"
+    curve_file, trained_file = path / "curve.json", path / "trained.json"
     curve = json.loads(curve_file.read_text()) if curve_file.exists() and (path / "last.pt").exists() else []
     done = curve[-1]["step"] // per_unit if curve else 0
     seconds = curve[-1]["train_seconds"] if curve else 0.0
     while done < units:
         target = min(done + every, units)
-        start = time.perf_counter()
-        summary = train(target, done == 0)
-        seconds += time.perf_counter() - start
-        curve.append({**_score(Run(path), fid_n), "train_seconds": seconds,
-                      "heldout_metric": summary["heldout_metric"]})
+        # trained.json: a segment trained but not yet scored (an interruption in between keeps its seconds)
+        trained = json.loads(trained_file.read_text()) if trained_file.exists() else None
+        if (trained and (path / "last.pt").exists() and trained["step"] == target * per_unit == Run(path).step()
+                and trained["after"] == seconds):
+            seconds, metric = trained["train_seconds"], trained["heldout_metric"]
+        else:
+            start = time.perf_counter()
+            metric = train(target, done == 0)["heldout_metric"]
+            previous, seconds = seconds, seconds + time.perf_counter() - start
+            atomic_text(trained_file, json.dumps({"step": target * per_unit, "after": previous,
+                                                  "train_seconds": seconds, "heldout_metric": metric}) + "\n")
+        curve.append({**_score(Run(path), fid_n), "train_seconds": seconds, "heldout_metric": metric})
         atomic_text(curve_file, json.dumps(curve, indent=1) + "\n")
+        trained_file.unlink()
         done = target
         print(f"  {path.name}: step {done * per_unit}/{units * per_unit}, FID {curve[-1]['fid']:.2f}, "
               f"{seconds:.0f} s of training", flush=True)
@@ -122,10 +131,10 @@ def train_lcw(path: Path, args, batch: int, seed: int) -> dict:
     per_epoch = 4000 // batch
     epochs = max(1, round(args.steps / per_epoch))
     common = dict(device=args.device, threads=args.threads, progress=False, stage_end_fid=0, seed=seed)
-    stage1 = scored_segments(path, epochs, max(1, round(args.fid_every / per_epoch)), per_epoch,
-                             lambda target, first: train_autoencoder(AutoencoderConfig(
-                                 data="mnist5k", objective="cw2", batch_size=batch, epochs=target, out=str(path),
-                                 resume=not first, overwrite=first, **common)), args.fid_n)
+    every = max(1, round(args.fid_every / per_epoch))  # epochs a segment; checkpoints only at its end
+    stage1 = scored_segments(path, epochs, every, per_epoch, lambda target, first: train_autoencoder(AutoencoderConfig(
+        data="mnist5k", objective="cw2", batch_size=batch, epochs=target, out=str(path), resume=not first,
+        overwrite=first, ckpt_every=every * per_epoch, **common)), args.fid_n)
     start = time.perf_counter()
     second = train_latent(LatentConfig(ae=str(path), epochs=args.lt_epochs, overwrite=True, **common))
     stage1_seconds = stage1[-1]["train_seconds"]
