@@ -49,7 +49,16 @@ def test_tiny_study_writes_raw_results_table_and_plots(tmp_path, capsys):
     assert Image.open(tmp_path / "res" / "best_samples.png").width == 2 * 242 + 12
     shutil.rmtree(tmp_path / "runs" / "swg-b256-seed0")
     batch_study.main(argv + ["--table-only", "--grids"])
-    assert capsys.readouterr().out.rstrip().endswith(f"best_samples.png: {best}")
+    drawn, check = capsys.readouterr().out.rstrip().splitlines()[-2:]
+    assert drawn.endswith(f"best_samples.png: {best}") and check.startswith(f"  {best}: nearest training digit")
+
+
+def test_memorisation_check_tells_copies_from_new_digits():
+    """Training digits themselves sit at distance 0 from the training set; the held-out digits at 1x."""
+    data = batch_study.datasets.load("mnist5k")
+    copies, new = batch_study.copying(data.train[:300], data), batch_study.copying(data.heldout, data)
+    assert "median distance 0.00 (300 samples)" in copies and "(0.00x); 100.0% of the samples closer" in copies
+    assert "(1.00x); 1.0% of the samples closer" in new
 
 
 def test_a_segment_trained_but_not_scored_is_scored_with_its_seconds(tmp_path, capsys):

@@ -22,7 +22,8 @@ that reproduces it); --reuse skips cells whose raw result exists and continues a
 its last segment. Then RESULTS/table.md (mean ± std over seeds, seconds per step), results.json,
 fid_vs_batch.png and fid_vs_steps.png (against steps and against training seconds) are rebuilt from all
 raw results. --grids draws best_samples.png: 64 samples of the best cell (lowest final FID) of each model
-whose run folder is still in OUT, side by side, each titled with its cell and FID.
+whose run folder is still in OUT, side by side, each titled with its cell and FID, and prints a memorisation
+check of each: 1,000 more samples' distance to their nearest training digit against the held-out digits'.
 Times of cells trained with --device cuda are marked "(cuda)" in the table and plots; the batch-4,000 cells
 on the device machine: `bash benchmarks/gpu_check.sh --steps build,study` (benchmarks/gpu_check/study.py).
 """
@@ -277,10 +278,31 @@ def plots(rows: List[dict], folder: Path) -> None:
 
 
 @torch.no_grad()
-def best_samples(rows: List[dict], path: Path, n: int = 64) -> str:
+def nearest_training_distance(images: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    """(n,) Euclidean pixel distance of each of `images` (n, C, H, W) to its nearest image of `train`."""
+    reference = train.flatten(1).double()
+    return torch.cat([torch.cdist(chunk, reference).min(1).values for chunk in images.flatten(1).double().split(500)])
+
+
+def copying(images: torch.Tensor, data) -> str:
+    """A memorisation check: how close `images` lie to their nearest training digit, against the held-out
+    digits (which the generator never saw) to theirs. A generator that copies its training digits sits well
+    below the held-out digits; one that does not sits at or above them."""
+    mine, heldout = nearest_training_distance(images, data.train), nearest_training_distance(data.heldout, data.train)
+    floor = torch.quantile(heldout, 0.01)
+    return (f"nearest training digit at median distance {mine.median():.2f} ({len(mine):,} samples) against "
+            f"{heldout.median():.2f} for the {len(heldout):,} held-out digits "
+            f"({mine.median() / heldout.median():.2f}x); "
+            f"{(mine < floor).double().mean():.1%} of the samples closer than the closest 1% of held-out digits")
+
+
+@torch.no_grad()
+def best_samples(rows: List[dict], path: Path, n: int = 64, checked: int = 1000) -> str:
     """Writes `path`: n samples (noise seed 0) of the lowest-FID cell of each model whose generator run
-    (RUN, or RUN/latent for LCW) still exists, side by side; returns what it drew."""
-    panels, drawn = [], []
+    (RUN, or RUN/latent for LCW) still exists, side by side; returns what it drew and, for each, the
+    memorisation check (`copying`) of `checked` more samples (noise seed 1)."""
+    data = datasets.load("mnist5k")
+    panels, drawn, checks = [], [], []
     for model, name in NAMES.items():
         found = [r for r in rows
                  if r["model"] == model and (Path(r["run"]) / GENERATOR_RUN[model] / "last.pt").exists()]
@@ -289,13 +311,17 @@ def best_samples(rows: List[dict], path: Path, n: int = 64) -> str:
         best = min(found, key=lambda r: r["fid"])
         dim, generate = generator(Run(Path(best["run"]) / GENERATOR_RUN[model]), torch.device("cpu"))
         images = generate(torch.randn(n, dim, generator=torch.Generator().manual_seed(0)))
+        more = generate(torch.randn(checked, dim, generator=torch.Generator().manual_seed(1)))
+        checks.append(f"  {best['cell']}: {copying(more, data)}")
         gamma = "" if best["gamma"] in ("auto", "-") else f", gamma {best['gamma']}"
         panels.append((images, f"{name}, batch {best['batch']}{gamma}, seed {best['seed']}, {best['steps']} steps: "
                                f"domain FID {best['fid']:.2f}"))
         drawn.append(best["cell"])
     if panels:
         pictures.side_by_side(panels, path)
-    return f"{path}: {', '.join(drawn)}" if panels else f"{path}: no run folder of a finished cell is here"
+    if not panels:
+        return f"{path}: no run folder of a finished cell is here"
+    return "\n".join([f"{path}: {', '.join(drawn)}"] + checks)
 
 
 def raw_rows(results: Path) -> List[dict]:
@@ -342,7 +368,7 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser.add_argument("--table-only", action="store_true", help="train nothing: rebuild the table and plots")
     parser.add_argument("--grids", action="store_true",
                         help="also draw RESULTS/best_samples.png: samples of each model's best cell whose run "
-                             "folder is in OUT, side by side")
+                             "folder is in OUT, side by side, and print their memorisation check")
     args = parser.parse_args(argv)
     for name in ("steps", "fid_every", "fid_n", "threads"):
         if getattr(args, name) < 1:
