@@ -271,7 +271,7 @@ def plots(rows: List[dict], folder: Path) -> None:
     by_time.set(xlabel="training seconds (one CPU thread unless marked)", xscale="log",
                 title="FID against training time")
     plain_log_labels(by_step.yaxis, by_time.xaxis)
-    by_time.legend(fontsize=7)
+    by_step.legend(fontsize=7, loc="upper right")  # curves fall steeply, then flatten low: upper right stays empty
     fig.tight_layout()
     fig.savefig(folder / "fid_vs_steps.png", dpi=120)
     plt.close(fig)
