@@ -193,7 +193,7 @@ def table(rows: List[dict]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for (part, model, batch, gamma), mine in groups(rows).items():
         stage1 = mean_std([r["stage1_fid"] for r in mine], 2) if part == "b" else "–"
-        metrics = [m for m in map(heldout, mine) if m is not None]
+        metrics, where = [m for m in map(heldout, mine) if m is not None], devices(mine)
         metric = mean_std(metrics, 4) + (f" ({len(metrics)} of {len(mine)} seeds)"
                                          if metrics and len(metrics) < len(mine) else "")
         gammas = sorted({f"{r['gamma_value']:.4g}" for r in mine if isinstance(r["gamma_value"], float)
@@ -201,8 +201,8 @@ def table(rows: List[dict]) -> str:
         lines.append(f"| {part} | {NAMES[model]} | {batch} | {gamma}{' (' + ', '.join(gammas) + ')' if gammas else ''} "
                      f"| {len(mine)} | {mine[0]['steps']} | {mean_std([r['fid'] for r in mine], 2)} | "
                      f"{mean_std([r['kid'] for r in mine], 3)} | {metric} | {stage1} | "
-                     f"{mean_std([r['train_seconds'] for r in mine], 0)}{devices(mine)} | "
-                     f"{mean_std([r['seconds_per_step'] for r in mine], 3)}{devices(mine)} |")
+                     f"{mean_std([r['train_seconds'] for r in mine], 0)}{where} | "
+                     f"{mean_std([r['seconds_per_step'] for r in mine], 3)}{where} |")
     networks = {}  # the LeNet behind each cell's scores: cells scored with different ones do not compare exactly
     for row in rows:
         networks.setdefault(row.get("features", "not recorded"), []).append(row["cell"])
