@@ -56,7 +56,9 @@ def test_tiny_study_writes_raw_results_table_and_plots(tmp_path, capsys):
 def test_memorisation_check_tells_copies_from_new_digits():
     """Training digits themselves sit at distance 0 from the training set; the held-out digits at 1x."""
     data = batch_study.datasets.load("mnist5k")
-    copies, new = batch_study.copying(data.train[:300], data), batch_study.copying(data.heldout, data)
+    heldout = batch_study.nearest_training_distance(data.heldout, data.train)
+    copies = batch_study.copying(data.train[:300], data.train, heldout)
+    new = batch_study.copying(data.heldout, data.train, heldout)
     assert "median distance 0.00 (300 samples)" in copies and "(0.00x); 100.0% of the samples closer" in copies
     assert "(1.00x); 1.0% of the samples closer" in new
 

@@ -284,11 +284,12 @@ def nearest_training_distance(images: torch.Tensor, train: torch.Tensor) -> torc
     return torch.cat([torch.cdist(chunk, reference).min(1).values for chunk in images.flatten(1).double().split(500)])
 
 
-def copying(images: torch.Tensor, data) -> str:
-    """A memorisation check: how close `images` lie to their nearest training digit, against the held-out
-    digits (which the generator never saw) to theirs. A generator that copies its training digits sits well
-    below the held-out digits; one that does not sits at or above them."""
-    mine, heldout = nearest_training_distance(images, data.train), nearest_training_distance(data.heldout, data.train)
+def copying(images: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor) -> str:
+    """A memorisation check: how close `images` lie to their nearest digit of `train`, against the held-out
+    digits (which the generator never saw) to theirs, `heldout` (k,) = nearest_training_distance(held-out
+    digits, train). A generator that copies its training digits sits well below the held-out digits; one
+    that does not sits at or above them."""
+    mine = nearest_training_distance(images, train)
     floor = torch.quantile(heldout, 0.01)
     return (f"nearest training digit at median distance {mine.median():.2f} ({len(mine):,} samples) against "
             f"{heldout.median():.2f} for the {len(heldout):,} held-out digits "
@@ -302,6 +303,7 @@ def best_samples(rows: List[dict], path: Path, n: int = 64, checked: int = 1000)
     (RUN, or RUN/latent for LCW) still exists, side by side; returns what it drew and, for each, the
     memorisation check (`copying`) of `checked` more samples (noise seed 1)."""
     data = datasets.load("mnist5k")
+    heldout = nearest_training_distance(data.heldout, data.train)
     panels, drawn, checks = [], [], []
     for model, name in NAMES.items():
         found = [r for r in rows
@@ -312,15 +314,14 @@ def best_samples(rows: List[dict], path: Path, n: int = 64, checked: int = 1000)
         dim, generate = generator(Run(Path(best["run"]) / GENERATOR_RUN[model]), torch.device("cpu"))
         images = generate(torch.randn(n, dim, generator=torch.Generator().manual_seed(0)))
         more = generate(torch.randn(checked, dim, generator=torch.Generator().manual_seed(1)))
-        checks.append(f"  {best['cell']}: {copying(more, data)}")
+        checks.append(f"  {best['cell']}: {copying(more, data.train, heldout)}")
         gamma = "" if best["gamma"] in ("auto", "-") else f", gamma {best['gamma']}"
         panels.append((images, f"{name}, batch {best['batch']}{gamma}, seed {best['seed']}, {best['steps']} steps: "
                                f"domain FID {best['fid']:.2f}"))
         drawn.append(best["cell"])
-    if panels:
-        pictures.side_by_side(panels, path)
     if not panels:
         return f"{path}: no run folder of a finished cell is here"
+    pictures.side_by_side(panels, path)
     return "\n".join([f"{path}: {', '.join(drawn)}"] + checks)
 
 
