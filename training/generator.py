@@ -137,9 +137,7 @@ def train_generator(cfg: GeneratorConfig) -> dict:
                                            torch.Generator().manual_seed(VAL_SEED)).item()}
 
     stage = generator_stage(model, cfg.loss, gamma, cfg.projections, world, validate)
-    loop = LoopConfig(steps=cfg.steps, lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every,
-                      log_every=cfg.log_every, amp=cfg.amp, progress=cfg.progress, chunk_size=cfg.chunk_size,
-                      sync_bn=cfg.sync_bn)
+    loop = LoopConfig.of(cfg, cfg.steps)
     final = fit(stage, lambda first: datasets.batches(data, first, cfg.batch_size, cfg.seed, world.device,
                                                       cfg.workers, world.rank, world.size),
                 loop, run, world, cfg.resume)

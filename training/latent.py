@@ -111,9 +111,7 @@ def train_latent(cfg: LatentConfig) -> dict:
     stage = Stage({"lg": lg}, lg, inputs=noise, forward=lambda z: (lg.net(z),),
                   loss=lambda standardised, out: latent_trick_loss(out[0], standardised, gamma, world.group),
                   validate=validate)
-    loop = LoopConfig(steps=steps, lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every,
-                      log_every=cfg.log_every, amp=cfg.amp, progress=cfg.progress, chunk_size=cfg.chunk_size,
-                      sync_bn=cfg.sync_bn)
+    loop = LoopConfig.of(cfg, steps)
     final = fit(stage, lambda first: datasets.batches(latents, first, cfg.batch_size, cfg.seed, device,
                                                       rank=world.rank, ranks=world.size),
                 loop, run, world, cfg.resume)

@@ -23,7 +23,7 @@ alone writes. Chunking applies to each rank's rows.
 import contextlib
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
@@ -68,6 +68,11 @@ class LoopConfig:
     progress: bool = True     # tqdm bar
     chunk_size: Optional[int] = None  # rows per network pass (None: the whole batch at once)
     sync_bn: bool = False     # torchrun on CUDA: BatchNorm statistics over all ranks (torch's SyncBatchNorm)
+
+    @classmethod
+    def of(cls, options, steps: int) -> "LoopConfig":
+        """The loop settings of a stage's config (its RunOptions flags, lr and seed) for `steps` steps."""
+        return cls(steps=steps, **{f.name: getattr(options, f.name) for f in fields(cls) if f.name != "steps"})
 
 
 def _batch_norms(module: nn.Module) -> list:

@@ -104,9 +104,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
                 "latent_normality": lcw_fast.cw_normality(z.float()).item()}
 
     stage = autoencoder_stage(model, cfg.objective, cfg.lam, gamma, validate, group=world.group)
-    loop = LoopConfig(steps=steps, lr=cfg.lr, seed=cfg.seed, eval_every=cfg.eval_every, ckpt_every=cfg.ckpt_every,
-                      log_every=cfg.log_every, amp=cfg.amp, progress=cfg.progress, chunk_size=cfg.chunk_size,
-                      sync_bn=cfg.sync_bn)
+    loop = LoopConfig.of(cfg, steps)
     final = fit(stage, lambda first: datasets.batches(data, first, cfg.batch_size, cfg.seed, world.device,
                                                       cfg.workers, world.rank, world.size),
                 loop, run, world, cfg.resume)
