@@ -18,10 +18,11 @@ import torch
 
 import lcw_fast
 
-from . import defaults
+from . import defaults, plots
 from .cli import POSITIVE, config_from_args, field, run_cli, validate
 from .errors import ConfigError
 from .modes import SAMPLES, describe, modes_record
+from .objectives import LOSS_NAMES
 
 METRIC_SAMPLES = 1000
 METRIC_SEED = 2024
@@ -47,6 +48,20 @@ def kernel_metric(generated: torch.Tensor, heldout: torch.Tensor, gamma: float) 
     """cw_distance between generated (n, C, H, W) and held-out (m, C, H, W) images at `gamma`."""
     return lcw_fast.cw_distance(generated.flatten(1).float(), heldout.flatten(1).float(), gamma).item()
 
+
+
+def finish_stage(run, stage, steps: int, final: dict, samples: torch.Tensor, heldout: torch.Tensor, gamma: float,
+                 loss_title: str, loss: str, **extra) -> dict:
+    """The end of a training stage (1, 2 or "generator") after `steps` steps: logs its summary (the loop's
+    `final` record, the held-out metric of `samples` (n, C, H, W) against `heldout` at `gamma`, and `extra`)
+    to metrics.jsonl, draws samples.png from the first 64 samples and loss.png (titled `loss_title`, the
+    y axis named by LOSS_NAMES[loss]); returns the summary."""
+    summary = {"step": steps, "stage": stage, "run": str(run.path), **final, "metric_gamma": gamma,
+               "heldout_metric": kernel_metric(samples, heldout, gamma), **extra}
+    run.log(summary)
+    plots.grid(samples[:64], run.path / "samples.png", title=plots.samples_title(run.path, stage, steps))
+    plots.loss_curve(run.metrics(), run.path / "loss.png", loss_title, LOSS_NAMES[loss])
+    return summary
 
 EVALUATE_DOC = """FID and KID of a trained run through clean-fid: generated images (stage 1: D(z), stage 2:
 D(LG(z')), a data-space generator: G(z)) against the training split, as uint8, appended to the run's

@@ -33,10 +33,10 @@ from . import data as datasets
 from . import defaults, plots
 from .cli import POSITIVE, RunOptions, config_from_args, field, restore, run_cli
 from .errors import ConfigError
-from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise, scored
+from .evaluate import finish_stage, map_batched, metric_gamma, metric_noise, scored
 from .loop import LoopConfig, Stage, batch_norm_rows, fit
 from .models import DataGenerator
-from .objectives import LOSS_NAMES, generator_loss, parse_gamma
+from .objectives import generator_loss, parse_gamma
 from .runs import Run
 from .world import World, start
 
@@ -146,13 +146,9 @@ def train_generator(cfg: GeneratorConfig) -> dict:
 
     gamma_m = metric_gamma(std)
     samples = map_batched(model, metric_noise(cfg.noise, world.device))
-    summary = {"step": loop.steps, "stage": "generator", "run": str(run.path), **final, "metric_gamma": gamma_m,
-               "heldout_metric": kernel_metric(samples, data.heldout, gamma_m)}
-    run.log(summary)
     name = {"cw": "CW-Generator", "sw": "SW-Generator"}[cfg.loss]
-    plots.grid(samples[:64], run.path / "samples.png", title=plots.samples_title(run.path, "generator", loop.steps))
-    plots.loss_curve(run.metrics(), run.path / "loss.png",
-                     f"{name} on {cfg.data}, batch {cfg.batch_size}", LOSS_NAMES[f"{cfg.loss}g"])
+    summary = finish_stage(run, "generator", loop.steps, final, samples, data.heldout, gamma_m,
+                           f"{name} on {cfg.data}, batch {cfg.batch_size}", f"{cfg.loss}g")
     print(f"{name} done: {run.path}\n  held-out metric D(G(z)): {summary['heldout_metric']:.5f} (gamma {gamma_m:.5f})")
     return summary
 

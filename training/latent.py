@@ -20,10 +20,10 @@ from . import data as datasets
 from . import defaults, plots
 from .cli import POSITIVE, RunOptions, config_from_args, field, restore, run_cli
 from .errors import ConfigError
-from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise, scored
+from .evaluate import finish_stage, map_batched, metric_gamma, metric_noise, scored
 from .loop import LoopConfig, Stage, batch_norm_rows, fit
 from .models import LatentGenerator, fingerprint, load_autoencoder
-from .objectives import LOSS_NAMES, latent_trick_loss, parse_gamma
+from .objectives import latent_trick_loss, parse_gamma
 from .runs import Run
 from .train import AutoencoderConfig
 from .world import start
@@ -121,15 +121,11 @@ def train_latent(cfg: LatentConfig) -> dict:
     gamma_m = metric_gamma(ae_run.config()["pixel_std"])
     samples = map_batched(lambda z: autoencoder.decoder(lg(z)), metric_noise(cfg.noise, device))
     prior = [r for r in ae_run.metrics() if "heldout_metric" in r]
-    summary = {"step": loop.steps, "stage": 2, "run": str(run.path), **final, "metric_gamma": gamma_m,
-               "heldout_metric": kernel_metric(samples, images.heldout, gamma_m),
-               "heldout_metric_stage1": prior[-1]["heldout_metric"] if prior else None}
-    run.log(summary)
-    plots.grid(samples[:64], run.path / "samples.png", title=plots.samples_title(run.path, 2, loop.steps))
+    summary = finish_stage(run, 2, loop.steps, final, samples, images.heldout, gamma_m,
+                           f"stage 2, Latent Trick: loss cw_distance(LG(z′), E(x)) on {cfg.ae}", "lt",
+                           heldout_metric_stage1=prior[-1]["heldout_metric"] if prior else None)
     pairs = metric_noise(cfg.noise, device, 16)
     plots.interpolations(lg, autoencoder.decoder, pairs[:8], pairs[8:], run.path / "interpolations.png")
-    plots.loss_curve(run.metrics(), run.path / "loss.png",
-                     f"stage 2, Latent Trick: loss cw_distance(LG(z′), E(x)) on {cfg.ae}", LOSS_NAMES["lt"])
     print(f"stage 2 done: {run.path}\n  held-out metric D(LG(z')): {summary['heldout_metric']:.5f}   "
           f"(stage 1 D(z): {summary['heldout_metric_stage1']}; gamma {gamma_m:.5f})")
     return summary

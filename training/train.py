@@ -16,10 +16,10 @@ from . import data as datasets
 from . import defaults, plots
 from .cli import NON_NEGATIVE, POSITIVE, RunOptions, config_from_args, field, restore, run_cli
 from .errors import ConfigError
-from .evaluate import kernel_metric, map_batched, metric_gamma, metric_noise, scored
+from .evaluate import finish_stage, kernel_metric, map_batched, metric_gamma, metric_noise, scored
 from .loop import LoopConfig, Stage, batch_norm_rows, fit
 from .models import MLP_WIDTH, Autoencoder, mlp_settings
-from .objectives import LOSS_NAMES, STAGE1, autoencoder_loss, parse_gamma, squared_error
+from .objectives import STAGE1, autoencoder_loss, parse_gamma, squared_error
 from .runs import Run
 from .world import start
 
@@ -114,14 +114,10 @@ def train_autoencoder(cfg: AutoencoderConfig) -> dict:
     gamma_m = metric_gamma(std)
     samples = map_batched(model.decoder, metric_noise(cfg.latent, world.device))
     reconstructions = map_batched(lambda x: model(x)[0], data.heldout)
-    summary = {"step": loop.steps, "stage": 1, "run": str(run.path), **final, "metric_gamma": gamma_m,
-               "heldout_metric": kernel_metric(samples, data.heldout, gamma_m),
-               "heldout_metric_reconstructions": kernel_metric(reconstructions, data.heldout, gamma_m)}
-    run.log(summary)
-    plots.grid(samples[:64], run.path / "samples.png", title=plots.samples_title(run.path, 1, loop.steps))
+    summary = finish_stage(run, 1, loop.steps, final, samples, data.heldout, gamma_m,
+                           f"stage 1 ({cfg.objective}) on {cfg.data}", cfg.objective,
+                           heldout_metric_reconstructions=kernel_metric(reconstructions, data.heldout, gamma_m))
     plots.reconstructions(data.heldout[:32], reconstructions[:32], run.path / "reconstructions.png")
-    plots.loss_curve(run.metrics(), run.path / "loss.png", f"stage 1 ({cfg.objective}) on {cfg.data}",
-                     LOSS_NAMES[cfg.objective])
     print(f"stage 1 ({cfg.objective}) done: {run.path}\n  held-out metric D(z), z~N(0,I): "
           f"{summary['heldout_metric']:.5f}   (reconstructions D(E(x)): "
           f"{summary['heldout_metric_reconstructions']:.5f}; gamma {gamma_m:.5f})")
