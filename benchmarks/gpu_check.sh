@@ -32,9 +32,9 @@
 # Not in the default run, named with --steps (e.g. `--steps build,study`, 560 s in all):
 #   study        480  the batch study's batch-4,000 cells (training.batch_study, issue 17) on the GPU, as many
 #                     as fit, 4 at a time, parts a and b seed by seed first, continuing a cut-off cell in the
-#                     next call on a warm machine (benchmarks/gpu_check/study.py); their raw results in batch-
-#                     study-raw.tgz. Carry .whl (mlxtend, clean-fid wheels: the device has neither) and
-#                     data/features (study.py)
+#                     next call on a warm machine (benchmarks/gpu_check/study.py); their raw results in
+#                     batch-study-raw.tgz. Carry .whl (mlxtend, clean-fid wheels: the device has neither)
+#                     and data/features (study.py)
 # --rehearse: the same steps at tiny sizes on a machine without a GPU (CUDA hidden, Triton under
 #   TRITON_INTERPRET=1, the C++ CPU kernels standing in for lcw_fast::'s CUDA ones, the reference on the
 #   CPU; no compile, no sanitizer), writing the same files; about 2.5 minutes on 2 cores. Budgets are
