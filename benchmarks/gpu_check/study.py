@@ -42,8 +42,9 @@ RUNS, RESULTS = Path("runs/batch-study-gpu"), Path("runs/batch-study-gpu-results
 PLAN = {False: ["--batches", "4000"],
         True: ["--batches", "256", "1024", "--gammas", "fixed", "--steps", "2", "--fid-every", "1", "--fid-n", "100",
                "--lt-epochs", "1", "--seeds", "0"]}
-# Cells trained at once: a batch-4,000 step keeps the GPU busy for only a few ms between Python work and each
-# segment's FID on the CPU, so several cells share it; the CPU cores are split between them.
+# Cells trained at once, the CPU cores split between them. A guess until a device run measures it: a batch-4,000
+# step's kernels are estimated (not measured) at a few ms, between Python work and each segment's FID on the CPU,
+# so one cell alone would leave the GPU mostly idle.
 PARALLEL = {False: 4, True: 2}
 
 
