@@ -41,16 +41,21 @@ def test_tiny_study_writes_raw_results_table_and_plots(tmp_path, capsys):
     assert "step 2/4" not in out  # both segments were scored before: nothing left to train
     assert json.loads(raw[1].read_text())["curve"] == curve
 
-    # --grids: the best cell of each model whose run folder is here, side by side (one 8x8 grid is 242 px wide)
+    # --grids: the best cell of each model, side by side (one 8x8 grid is 242 px wide), and their memorisation check
     rows = [json.loads(p.read_text()) for p in raw]
     best = min((r for r in rows if r["model"] == "cwg"), key=lambda r: r["fid"])["cell"]
     batch_study.main(argv + ["--table-only", "--grids"])
-    assert f"best_samples.png: {best}, swg-b256-seed0" in capsys.readouterr().out
+    drawn, check, _ = capsys.readouterr().out.rstrip().splitlines()[-3:]
+    assert drawn.endswith(f"best_samples.png: {best}, swg-b256-seed0")
+    assert check.startswith(f"  {best}: nearest training digit")
+    picture = (tmp_path / "res" / "best_samples.png").read_bytes()
     assert Image.open(tmp_path / "res" / "best_samples.png").width == 2 * 242 + 12
+    # a best cell's run folder gone: named, and the picture is left as it is (no partial "best" picture)
     shutil.rmtree(tmp_path / "runs" / "swg-b256-seed0")
     batch_study.main(argv + ["--table-only", "--grids"])
-    drawn, check = capsys.readouterr().out.rstrip().splitlines()[-2:]
-    assert drawn.endswith(f"best_samples.png: {best}") and check.startswith(f"  {best}: nearest training digit")
+    assert capsys.readouterr().out.rstrip().endswith("not drawn, left as it is: not here, the run folder of the "
+                                                     "best cell of a model: swg-b256-seed0")
+    assert (tmp_path / "res" / "best_samples.png").read_bytes() == picture
 
 
 def test_memorisation_check_tells_copies_from_new_digits():

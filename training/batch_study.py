@@ -21,9 +21,10 @@ Each finished cell writes RESULTS/raw/<cell>.json (settings, curve, final scores
 that reproduces it); --reuse skips cells whose raw result exists and continues an interrupted cell from
 its last segment. Then RESULTS/table.md (mean ± std over seeds, seconds per step), results.json,
 fid_vs_batch.png and fid_vs_steps.png (against steps and against training seconds) are rebuilt from all
-raw results. --grids draws best_samples.png: 64 samples of the best cell (lowest final FID) of each model
-whose run folder is still in OUT, side by side, each titled with its cell and FID, and prints a memorisation
-check of each: 1,000 more samples' distance to their nearest training digit against the held-out digits'.
+raw results. --grids draws best_samples.png: 64 samples of the best cell (lowest final FID) of each
+model, side by side, each titled with its cell and FID, and prints a memorisation check of each: 1,000
+more samples' distance to their nearest training digit against the held-out digits'. It needs every best
+cell's run folder in OUT; without one it names it and leaves the picture as it is.
 Times of cells trained with --device cuda are marked "(cuda)" in the table and plots; the batch-4,000 cells
 on the device machine: `bash benchmarks/gpu_check.sh --steps build,study` (benchmarks/gpu_check/study.py).
 """
@@ -299,30 +300,31 @@ def copying(images: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor) ->
 
 @torch.no_grad()
 def best_samples(rows: List[dict], path: Path, n: int = 64, checked: int = 1000) -> str:
-    """Writes `path`: n samples (noise seed 0) of the lowest-FID cell of each model whose generator run
-    (RUN, or RUN/latent for LCW) still exists, side by side; returns what it drew and, for each, the
-    memorisation check (`copying`) of `checked` more samples (noise seed 1)."""
+    """Writes `path`: n samples (noise seed 0) of the lowest-FID cell of each model in `rows`, side by side;
+    returns what it drew and, for each, the memorisation check (`copying`) of `checked` more samples (noise
+    seed 1). Where a best cell's generator run (RUN, or RUN/latent for LCW) is not here, draws nothing and
+    leaves `path` as it is (a picture of "the best" must show the best of every model)."""
+    best = {model: min(mine, key=lambda r: r["fid"]) for model in NAMES
+            if (mine := [r for r in rows if r["model"] == model])}
+    runs = {model: Path(row["run"]) / GENERATOR_RUN[model] for model, row in best.items()}
+    missing = [best[model]["cell"] for model, run in runs.items() if not (run / "last.pt").exists()]
+    if not best or missing:
+        return (f"{path}: not drawn, left as it is: " +
+                (f"not here, the run folder of the best cell of a model: {', '.join(missing)}" if best
+                 else "no finished cell"))
     data = datasets.load("mnist5k")
     heldout = nearest_training_distance(data.heldout, data.train)
-    panels, drawn, checks = [], [], []
-    for model, name in NAMES.items():
-        found = [r for r in rows
-                 if r["model"] == model and (Path(r["run"]) / GENERATOR_RUN[model] / "last.pt").exists()]
-        if not found:
-            continue
-        best = min(found, key=lambda r: r["fid"])
-        dim, generate = generator(Run(Path(best["run"]) / GENERATOR_RUN[model]), torch.device("cpu"))
+    panels, checks = [], []
+    for model, row in best.items():
+        dim, generate = generator(Run(runs[model]), torch.device("cpu"))
         images = generate(torch.randn(n, dim, generator=torch.Generator().manual_seed(0)))
         more = generate(torch.randn(checked, dim, generator=torch.Generator().manual_seed(1)))
-        checks.append(f"  {best['cell']}: {copying(more, data.train, heldout)}")
-        gamma = "" if best["gamma"] in ("auto", "-") else f", gamma {best['gamma']}"
-        panels.append((images, f"{name}, batch {best['batch']}{gamma}, seed {best['seed']}, {best['steps']} steps: "
-                               f"domain FID {best['fid']:.2f}"))
-        drawn.append(best["cell"])
-    if not panels:
-        return f"{path}: no run folder of a finished cell is here"
+        checks.append(f"  {row['cell']}: {copying(more, data.train, heldout)}")
+        gamma = "" if row["gamma"] in ("auto", "-") else f", gamma {row['gamma']}"
+        panels.append((images, f"{NAMES[model]}, batch {row['batch']}{gamma}, seed {row['seed']}, "
+                               f"{row['steps']} steps: domain FID {row['fid']:.2f}"))
     pictures.side_by_side(panels, path)
-    return "\n".join([f"{path}: {', '.join(drawn)}"] + checks)
+    return "\n".join([f"{path}: {', '.join(row['cell'] for row in best.values())}"] + checks)
 
 
 def raw_rows(results: Path) -> List[dict]:
@@ -368,8 +370,9 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
                                                             "interrupted cell from its last scored segment")
     parser.add_argument("--table-only", action="store_true", help="train nothing: rebuild the table and plots")
     parser.add_argument("--grids", action="store_true",
-                        help="also draw RESULTS/best_samples.png: samples of each model's best cell whose run "
-                             "folder is in OUT, side by side, and print their memorisation check")
+                        help="also draw RESULTS/best_samples.png: samples of each model's best cell, side by side, "
+                             "and print their memorisation check (needs those cells' run folders in OUT; without "
+                             "one, the picture is left as it is)")
     args = parser.parse_args(argv)
     for name in ("steps", "fid_every", "fid_n", "threads"):
         if getattr(args, name) < 1:
