@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence
 import torch
 
 import lcw_fast
+from training.runs import cpu_model
 
 from . import providers as prov
 from . import report, roofline, suites
@@ -100,22 +101,11 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     threads = torch.get_num_threads()
-    return f"{_cpu_model()} (CPU, {threads} thread{'' if threads == 1 else 's'})"
+    return f"{cpu_model()} (CPU, {threads} thread{'' if threads == 1 else 's'})"
 
 
 def slug(name: str) -> str:
@@ -310,7 +300,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
     meta = {
         "device": name, "device_slug": slug(name), "device_type": device.type, "torch": torch.__version__,
         "triton": _triton_version(), "cuda": torch.version.cuda, "keops": prov.keops_version(),
-        "lcw_fast": lcw_fast.__version__, "python": platform.python_version(), "cpu": _cpu_model(),
+        "lcw_fast": lcw_fast.__version__, "python": platform.python_version(), "cpu": cpu_model(),
         "threads": torch.get_num_threads(), "git_commit": commit, "git_dirty": dirty, "started": started,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "stopped_early": sweep.budget_hit, "settings": settings, "ceilings": ceilings,

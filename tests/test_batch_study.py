@@ -29,6 +29,9 @@ def test_tiny_study_writes_raw_results_table_and_plots(tmp_path, capsys):
     table = (tmp_path / "res" / "table.md").read_text()
     assert "| a | CW-Generator | 64 | fixed" in table and "| c | SW-Generator | 256 | - |" in table
     assert (tmp_path / "res" / "fid_vs_batch.png").stat().st_size > 0
+    # results.json: the raw rows only, whatever cells the last invocation selected
+    assert json.loads((tmp_path / "res" / "results.json").read_text()) == {"rows": [json.loads(p.read_text())
+                                                                                   for p in raw]}
     assert (tmp_path / "res" / "fid_vs_steps.png").stat().st_size > 0
 
     # --reuse: a finished cell is read back; a cell whose raw result is gone continues after its last segment
@@ -134,3 +137,17 @@ def test_table_gives_every_part_the_same_held_out_metric():
     assert lines[0].split(" | ")[8] == "held-out metric"
     assert lines[2].split(" | ")[8] == "0.0100 ± 0.0000"
     assert lines[3].split(" | ")[8] == "0.0080 ± 0.0000 (1 of 2 seeds)"
+
+
+def test_times_say_where_a_cell_ran_unless_one_thread_of_the_first_machine():
+    """Cells from before device, threads and CPU were recorded ran on one CPU thread: unmarked; the others'
+    times carry their device, or their threads and CPU model."""
+    common = dict(part="a", model="cwg", batch=4000, gamma="fixed", steps=10, fid=5.0, kid=0.5, features="domain",
+                  train_seconds=10.0, seconds_per_step=1.0, gamma_value=0.01, curve=[{"heldout_metric": 0.01}])
+    old = dict(common, seed=0, cell="old")
+    xeon = dict(common, seed=1, cell="xeon", device="cpu", threads=2, cpu="Xeon")
+    gpu = dict(common, seed=2, cell="gpu", device="cuda", threads=1, cpu=None)
+    assert [batch_study.where(r) for r in (old, xeon, gpu)] == ["", "2 threads, Xeon", "cuda"]
+    assert batch_study.devices([old]) == "" and batch_study.devices([old, xeon, gpu]) == " (2 threads, Xeon; cuda)"
+    row = batch_study.table([old, xeon]).splitlines()[2].split(" | ")
+    assert row[10].endswith("(2 threads, Xeon)") and row[11].endswith("(2 threads, Xeon) |")

@@ -25,7 +25,8 @@ raw results. --grids draws best_samples.png: 64 samples of the best cell (lowest
 model, side by side, each titled with its cell and FID, and prints a memorisation check of each: 1,000
 more samples' distance to their nearest training digit against the held-out digits'. It needs every best
 cell's run folder in OUT; without one it names it and leaves the picture as it is.
-Times of cells trained with --device cuda are marked "(cuda)" in the table and plots; the batch-4,000 cells
+Times are marked in the table and plots where a cell did not run on one CPU thread: "(cuda)", or "(2 threads,
+<CPU model>)" (each raw result records its device, threads and CPU); the batch-4,000 cells
 on the device machine: `bash benchmarks/gpu_check.sh --steps build,study` (benchmarks/gpu_check/study.py).
 """
 import argparse
@@ -46,7 +47,7 @@ from .compare import mean_std
 from .evaluate import fid_kid
 from .generator import GeneratorConfig, train_generator
 from .latent import LatentConfig, train_latent
-from .runs import Run, atomic_text
+from .runs import Run, atomic_text, cpu_model
 from .sample import generator
 from .train import AutoencoderConfig, train_autoencoder
 
@@ -66,7 +67,8 @@ def command(args, part: str, batch: int, gamma: str, seed: int) -> str:
     return (f"python -m training.batch_study --parts {part} --batches {batch} --gammas {gamma} --seeds {seed} "
             f"--steps {args.steps} --fid-every {args.fid_every} --fid-n {args.fid_n} --out {args.out} "
             + (f"--lt-epochs {args.lt_epochs} " if args.lt_epochs else "")
-            + (f"--device {args.device} " if args.device != "cpu" else "") +
+            + (f"--device {args.device} " if args.device != "cpu" else "")
+            + (f"--threads {args.threads} " if args.threads != 1 else "") +
             f"--results {args.results} --reuse")
 
 
@@ -160,7 +162,8 @@ def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
     start = time.perf_counter()
     result = train_curve(path, args, model, batch, gamma, seed) if part != "b" else train_lcw(path, args, batch, seed)
     result = {"cell": name, "part": part, "model": model, "batch": batch, "gamma": gamma, "seed": seed,
-              "steps": args.steps, "fid_n": args.fid_n, "device": args.device,
+              "steps": args.steps, "fid_n": args.fid_n, "device": args.device, "threads": args.threads,
+              "cpu": cpu_model() if args.device == "cpu" else None,
               "wall_seconds": time.perf_counter() - start,
               "command": command(args, part, batch, gamma, seed), "run": str(path), **result}
     atomic_text(raw, json.dumps(result, indent=1) + "\n")
@@ -181,11 +184,21 @@ def heldout(row: dict) -> Optional[float]:
     return row["curve"][-1].get("heldout_metric") if "curve" in row else row.get("heldout_metric")
 
 
+def where(row: dict) -> str:
+    """What a cell's times were measured on, where that is not one thread of an unrecorded CPU (the cells
+    from before the device, threads and CPU were recorded ran on one CPU thread each): 'cuda', or
+    '2 threads, <CPU model>'."""
+    if row.get("device", "cpu") != "cpu":
+        return row["device"]
+    threads = row.get("threads", 1)
+    return ", ".join(([f"{threads} threads"] if threads != 1 else []) + ([row["cpu"]] if row.get("cpu") else []))
+
+
 def devices(rows: List[dict]) -> str:
-    """' (cuda)' after the times of cells trained on other devices than the CPU (cells from before the
-    device was recorded ran on the CPU), else ''."""
-    other = sorted({r.get("device", "cpu") for r in rows} - {"cpu"})
-    return f" ({', '.join(other)})" if other else ""
+    """' (<where>)' after the times of a group of cells measured elsewhere than on one CPU thread of the
+    first cells' machine (`where`), else ''."""
+    other = sorted({where(r) for r in rows} - {""})
+    return f" ({'; '.join(other)})" if other else ""
 
 
 def table(rows: List[dict]) -> str:
@@ -332,13 +345,15 @@ def raw_rows(results: Path) -> List[dict]:
     return [json.loads(p.read_text()) for p in sorted((results / "raw").glob("*.json"))]
 
 
-def rebuild(rows: List[dict], results: Path, settings: dict) -> str:
-    """table.md, results.json and the plots in RESULTS from `rows`, every raw result in RESULTS/raw."""
+def rebuild(rows: List[dict], results: Path) -> str:
+    """table.md, results.json and the plots in RESULTS from `rows`, every raw result in RESULTS/raw.
+    results.json holds the rows only: each carries its settings and command, and what the last invocation
+    selected says nothing about them (so a --table-only check leaves it unchanged)."""
     if not rows:
         return "no raw results yet"
     text = table(rows)
     atomic_text(results / "table.md", text)
-    atomic_text(results / "results.json", json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
+    atomic_text(results / "results.json", json.dumps({"rows": rows}, indent=1) + "\n")
     plots(rows, results)
     return text
 
@@ -397,7 +412,7 @@ def main(argv: Optional[list] = None) -> None:
             print(f"[{i + 1}/{len(selected)}] {time.perf_counter() - start:.0f} s so far", flush=True)
             run_cell(args, *cell)
     rows = raw_rows(results)
-    print(rebuild(rows, results, {k: v for k, v in vars(args).items() if k not in ("table_only", "grids")}))
+    print(rebuild(rows, results))
     if args.grids:
         print(best_samples(rows, results / "best_samples.png"))
 

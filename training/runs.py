@@ -1,6 +1,7 @@
 """A run folder: config.json, metrics.jsonl, checkpoints last.pt / best.pt (written atomically), PNGs."""
 import json
 import os
+import platform
 from pathlib import Path
 from typing import Optional
 
@@ -89,3 +90,15 @@ def atomic_write(path: Path, write) -> None:
 def atomic_text(path: Path, text: str) -> None:
     """Writes `text` to `path` through atomic_write."""
     atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), what times measured on the CPU come from."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
