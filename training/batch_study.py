@@ -239,21 +239,25 @@ def plain_log_labels(*axes) -> None:
 def plots(rows: List[dict], folder: Path) -> None:
     """fid_vs_batch.png: final FID against the batch (mean ± std over seeds); fid_vs_steps.png: the curves
     of parts a and c, and of b's stage 1 (dashed), against steps and against training seconds (mean over
-    seeds)."""
+    seeds); a point or curve over fewer seeds than the fullest group says how many."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {}
+    series, seeds = {}, max(len(mine) for mine in groups(rows).values())
     for (part, model, batch, gamma), mine in groups(rows).items():
         series.setdefault((model, gamma), []).append((batch, [r["fid"] for r in mine]))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for (model, gamma), points in series.items():
         batches = [b for b, _ in points]
-        ax.errorbar(batches, [statistics.mean(v) for _, v in points],
-                    yerr=[statistics.stdev(v) if len(v) > 1 else 0 for _, v in points], marker="o", capsize=3,
-                    label=NAMES[model] + (f", gamma {gamma}" if gamma not in ("auto", "-") else ""))
+        means = [statistics.mean(v) for _, v in points]
+        ax.errorbar(batches, means, yerr=[statistics.stdev(v) if len(v) > 1 else 0 for _, v in points], marker="o",
+                    capsize=3, label=NAMES[model] + (f", gamma {gamma}" if gamma not in ("auto", "-") else ""))
+        for batch, mean, (_, values) in zip(batches, means, points):
+            if len(values) < seeds:  # a point over fewer seeds than the others: no error bar, or a narrower one
+                ax.annotate(f"{len(values)} seed{'s' if len(values) > 1 else ''}", (batch, mean),
+                            textcoords="offset points", xytext=(-6, 7), ha="right", fontsize=7)
     ax.set(xscale="log", yscale="log", xlabel="batch size (images per step; 4000 = the whole training split)",
            ylabel="domain FID (lower is better)", title="mnist5k: final domain FID against the batch size")
     plain_log_labels(ax.yaxis)
@@ -275,6 +279,8 @@ def plots(rows: List[dict], folder: Path) -> None:
         label = f"{NAMES[model]} b{batch}" + (f" {gamma}" if gamma not in ("auto", "-") else "")
         if part == "b":
             label = f"CW² stage 1 (of LCW) b{batch}, {len(curves)} of {len(mine)} seeds"
+        elif len(mine) < seeds:
+            label += f", {len(mine)} seed{'s' if len(mine) > 1 else ''}"
         label += devices(mine)
         fid = [statistics.mean(c[i]["fid"] for c in curves) for i in range(length)]
         style = dict(marker=".", label=label, linestyle="--" if part == "b" else "-")
