@@ -74,11 +74,13 @@ def measure(out: str, objective: str, seed: int, n: int, subsets: int, device: s
 
 
 def mean_std(values: list, digits: int) -> str:
+    """'mean ± std' over the values that are not None; one value alone (no spread to show), '–' for none."""
     values = [v for v in values if v is not None]
     if not values:
         return "–"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def table(rows: list, seeds: list, n: int, seconds: float) -> str:
