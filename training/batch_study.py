@@ -236,6 +236,10 @@ def plain_log_labels(*axes) -> None:
         axis.set_minor_formatter(NullFormatter())
 
 
+def seed_count(n: int) -> str:
+    return f"{n} seed{'s' if n > 1 else ''}"
+
+
 def plots(rows: List[dict], folder: Path) -> None:
     """fid_vs_batch.png: final FID against the batch (mean ± std over seeds); fid_vs_steps.png: the curves
     of parts a and c, and of b's stage 1 (dashed), against steps and against training seconds (mean over
@@ -245,8 +249,9 @@ def plots(rows: List[dict], folder: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series, seeds = {}, max(len(mine) for mine in groups(rows).values())
-    for (part, model, batch, gamma), mine in groups(rows).items():
+    grouped = groups(rows)
+    series, seeds = {}, max(len(mine) for mine in grouped.values())
+    for (part, model, batch, gamma), mine in grouped.items():
         series.setdefault((model, gamma), []).append((batch, [r["fid"] for r in mine]))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for (model, gamma), points in series.items():
@@ -256,7 +261,7 @@ def plots(rows: List[dict], folder: Path) -> None:
                     capsize=3, label=NAMES[model] + (f", gamma {gamma}" if gamma not in ("auto", "-") else ""))
         for batch, mean, (_, values) in zip(batches, means, points):
             if len(values) < seeds:  # a point over fewer seeds than the others: no error bar, or a narrower one
-                ax.annotate(f"{len(values)} seed{'s' if len(values) > 1 else ''}", (batch, mean),
+                ax.annotate(seed_count(len(values)), (batch, mean),
                             textcoords="offset points", xytext=(-6, 7), ha="right", fontsize=7)
     ax.set(xscale="log", yscale="log", xlabel="batch size (images per step; 4000 = the whole training split)",
            ylabel="domain FID (lower is better)", title="mnist5k: final domain FID against the batch size")
@@ -270,7 +275,7 @@ def plots(rows: List[dict], folder: Path) -> None:
     plt.close(fig)
 
     fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for (part, model, batch, gamma), mine in groups(rows).items():
+    for (part, model, batch, gamma), mine in grouped.items():
         key = "stage1_curve" if part == "b" else "curve"
         curves = [r[key] for r in mine if key in r]
         if not curves:  # part b cells from before stage 1 was scored in segments
@@ -280,7 +285,7 @@ def plots(rows: List[dict], folder: Path) -> None:
         if part == "b":
             label = f"CW² stage 1 (of LCW) b{batch}, {len(curves)} of {len(mine)} seeds"
         elif len(mine) < seeds:
-            label += f", {len(mine)} seed{'s' if len(mine) > 1 else ''}"
+            label += f", {seed_count(len(mine))}"
         label += devices(mine)
         fid = [statistics.mean(c[i]["fid"] for c in curves) for i in range(length)]
         style = dict(marker=".", label=label, linestyle="--" if part == "b" else "-")
