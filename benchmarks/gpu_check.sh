@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command a session with a GPU runs, from the repository root, with nothing carried but the tree:
 #
-#   bash benchmarks/gpu_check.sh [--out DIR] [--rehearse] [--steps a,b,...]
+#   bash benchmarks/gpu_check.sh [--out DIR] [--rehearse] [--steps a,b,...] [--budget STEP=S|STEP=@T ...]
 #
 # Steps, in order of value, each under its own hard `timeout` (seconds; 455 in all, under 8 minutes, which
 # leaves room in one device command of 10 minutes). A step that fails or runs out of time is recorded and
@@ -35,6 +35,12 @@
 #                     next call on a warm machine (benchmarks/gpu_check/study.py); their raw results in
 #                     batch-study-raw.tgz. Carry .whl (mlxtend, clean-fid wheels: the device has neither)
 #                     and data/features (study.py)
+# --steps: steps in order; `bg:STEP` starts STEP in the background and goes on with the next, `wait` waits for
+#   every background step (the end waits too). The device's one-call plan trains the study beside the steps
+#   that time nothing, after the timed ones, on a GPU it then shares:
+#     --steps build,ceilings,benchmarks,training,bg:study,correctness,sanitizer,wait --budget study=@540
+# --budget STEP=S: that step's budget in seconds instead of the one above; STEP=@T: until T seconds after the
+#   kit started (whatever the earlier steps left).
 # --rehearse: the same steps at tiny sizes on a machine without a GPU (CUDA hidden, Triton under
 #   TRITON_INTERPRET=1, the C++ CPU kernels standing in for lcw_fast::'s CUDA ones, the reference on the
 #   CPU; no compile, no sanitizer), writing the same files; about 2.5 minutes on 2 cores. Budgets are
@@ -45,9 +51,9 @@
 #   has no network) are installed into /tmp and benchmarked; make them on a networked machine with
 #   `pip download --no-deps pykeops==2.3 keopscore==2.3 -d .whl/src && pip wheel --no-deps -w .whl .whl/src/*`.
 #
-# Files in DIR (6, 7 with the study; the device tool returns at most 8): results.jsonl, summary.md, meta.json,
-# build.log, run.log (ceilings, correctness, benchmarks, training, study, summary), sanitizer.log
-# (and batch-study-raw.tgz).
+# Files in DIR (6, 8 with the study; the device tool returns at most 8): results.jsonl, summary.md, meta.json,
+# build.log, run.log (ceilings, correctness, benchmarks, training, summary), sanitizer.log (and study.log,
+# batch-study-raw.tgz).
 #
 # results.jsonl: one JSON object a line, appended and fsync'd the moment it is measured (a kill loses
 # nothing written before it). Every row: "step", "name", "status" (ok | failed | skipped | timeout),
@@ -76,14 +82,20 @@ REHEARSE=()
 BUDGET_SCALE=1
 FAILED=0
 STEPS=build,ceilings,correctness,sanitizer,benchmarks,training
+declare -A BUDGET=([build]=75 [ceilings]=15 [correctness]=170 [sanitizer]=60 [benchmarks]=100 [training]=30
+                   [study]=480 [summary]=5)
+declare -A LOG=([build]=build.log [sanitizer]=sanitizer.log [study]=study.log)
+known() { [ -n "${BUDGET[$1]+x}" ] || { echo "gpu_check.sh: unknown step '$1'" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT_DIR=$2; shift 2 ;;
     --rehearse) REHEARSE=(--rehearse); BUDGET_SCALE=2; shift ;;
     --steps) STEPS=$2; shift 2 ;;
+    --budget) known "${2%%=*}"; BUDGET[${2%%=*}]=${2#*=}; shift 2 ;;
     *) sed -n '2,/^set -uo/p' "$0" | sed '$d'; exit 2 ;;
   esac
 done
+for s in ${STEPS//,/ }; do [ "$s" = wait ] || known "${s#bg:}"; done
 [ -n "$OUT_DIR" ] || { echo "gpu_check.sh: give --out DIR or set OUT" >&2; exit 2; }
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
@@ -95,8 +107,10 @@ elif compgen -G ".whl/*.whl" >/dev/null; then
     >>"$OUT_DIR/build.log" 2>&1 && export PYTHONPATH=/tmp/lcw-keops${PYTHONPATH:+:$PYTHONPATH}
 fi
 
-step() {  # step NAME BUDGET_S LOG: runs the step's module under a hard timeout, then records its verdict
-  local name=$1 budget=$(($2 * BUDGET_SCALE)) log=$OUT_DIR/$3 offset t0 rc
+step() {  # step NAME: runs the step's module under a hard timeout, records its verdict; 1 when not ok
+  local name=$1 budget=${BUDGET[$1]} log=$OUT_DIR/${LOG[$1]:-run.log} offset t0 rc
+  case "$budget" in @*) budget=$(( ${budget#@} - SECONDS )); [ "$budget" -ge 1 ] || budget=1 ;;
+                    *) budget=$(( budget * BUDGET_SCALE )) ;; esac
   offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
   echo "=== $name (budget ${budget} s) $(date -u +%FT%TZ)" >>"$log"
   t0=$(date +%s%N)
@@ -104,21 +118,18 @@ step() {  # step NAME BUDGET_S LOG: runs the step's module under a hard timeout,
     ${REHEARSE[@]+"${REHEARSE[@]}"} >>"$log" 2>&1
   rc=$?
   "$PYTHON" -m benchmarks.gpu_check end "$name" --out "$OUT_DIR" --budget "$budget" --rc "$rc" \
-    --seconds "$(( ($(date +%s%N) - t0) / 1000000 ))e-3" --log "$log" --offset "$offset" | tee -a "$log" \
-    || FAILED=1
+    --seconds "$(( ($(date +%s%N) - t0) / 1000000 ))e-3" --log "$log" --offset "$offset" | tee -a "$log"
 }
 
+BACKGROUND=()
+wait_background() { for p in ${BACKGROUND[@]+"${BACKGROUND[@]}"}; do wait "$p" || FAILED=1; done; BACKGROUND=(); }
 for s in ${STEPS//,/ }; do
   case "$s" in
-    build) step build 75 build.log ;;
-    ceilings) step ceilings 15 run.log ;;
-    correctness) step correctness 170 run.log ;;
-    sanitizer) step sanitizer 60 sanitizer.log ;;
-    benchmarks) step benchmarks 100 run.log ;;
-    training) step training 30 run.log ;;
-    study) step study 480 run.log ;;
-    *) echo "gpu_check.sh: unknown step '$s'" >&2; exit 2 ;;
+    wait) wait_background ;;
+    bg:*) step "${s#bg:}" & BACKGROUND+=($!) ;;
+    *) step "$s" || FAILED=1 ;;
   esac
 done
-step summary 5 run.log
+wait_background
+step summary || FAILED=1
 exit "$FAILED"

