@@ -143,6 +143,22 @@ def test_singular_feature_covariance_is_explained_once(monkeypatch, capsys):
     assert err.count("note: 4 of the 12 features are constant") == 1 and "Matrix is singular" in err
 
 
+@pytest.mark.parametrize("n, features, dead", [(500, 128, 3), (50, 128, 0), (2000, 16, 0)])
+def test_frechet_is_clean_fids_formula(n, features, dead):
+    """Our Frechet distance (written out: clean-fid's calls a scipy argument newer SciPy removed) equals
+    clean-fid's fid_from_feats where that still runs: full rank, fewer images than features, dead features."""
+    import warnings
+
+    from cleanfid.fid import fid_from_feats
+
+    generator = np.random.default_rng(n)
+    a, b = generator.normal(size=(n, features)), generator.normal(0.2, 1.1, size=(n, features))
+    a[:, :dead] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert fid.frechet(a, b) == pytest.approx(float(fid_from_feats(a, b)), rel=1e-12)
+
+
 def test_sample_grid_title_is_drawn_above(tmp_path):
     from PIL import Image
 

@@ -3,8 +3,8 @@
 Images (N, C, H, W) in [0, 1] become uint8 as the paper's code does it (`(x * 255).byte()`, i.e.
 truncation), are written as PNG files and read back by clean-fid's own folder pipeline
 (`get_folder_features`: PIL, grey -> RGB, resize, feature extractor); FID is clean-fid's
-`fid_from_feats` and KID its `kernel_distance` (100 subsets of at most 1,000 images, a fixed numpy
-seed). Two feature extractors:
+`fid_from_feats` (its formula: `frechet`) and KID its `kernel_distance` (100 subsets of at most 1,000
+images, a fixed numpy seed). Two feature extractors:
 
   inception  clean-fid's InceptionV3W wrapper of the TorchScript Inception network
              inception-2015-12-05.pt (clean-fid's "clean" mode: PIL bicubic resize to 299x299),
@@ -80,16 +80,35 @@ SINGULAR_NOTE = ("note: {constant} of the {features} features are constant over 
 _noted = []  # SINGULAR_NOTE printed already (at most one entry)
 
 
+def frechet(generated: np.ndarray, reference: np.ndarray) -> float:
+    """clean-fid's `fid_from_feats` written out (same means, covariances, matrix square root, eps retry and
+    imaginary-part check): clean-fid 0.1.35 calls scipy's `sqrtm(.., disp=False)`, whose `disp` SciPy 1.18
+    removed (TypeError there; the GPU machine's SciPy), so its own function cannot be called."""
+    from scipy import linalg
+
+    mu1, sigma1 = np.mean(generated, axis=0), np.cov(generated, rowvar=False)
+    mu2, sigma2 = np.mean(reference, axis=0), np.cov(reference, rowvar=False)
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"Imaginary component {np.max(np.abs(covmean.imag))}")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
 def fid(generated: np.ndarray, reference: np.ndarray) -> float:
-    """clean-fid's Frechet distance between two (N, F) feature arrays. A rank-deficient covariance (constant
-    features, or fewer images than features) makes scipy's sqrtm warn "Matrix is singular": the warning is
-    silenced and SINGULAR_NOTE explains it once per process."""
-    from cleanfid.fid import fid_from_feats
+    """The Frechet distance (`frechet`, clean-fid's formula) between two (N, F) feature arrays. A
+    rank-deficient covariance (constant features, or fewer images than features) makes scipy's sqrtm warn
+    "Matrix is singular": the warning is silenced and SINGULAR_NOTE explains it once per process."""
     from scipy.linalg import LinAlgWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LinAlgWarning)
-        value = float(fid_from_feats(generated.astype(np.float64), reference.astype(np.float64)))
+        value = frechet(generated.astype(np.float64), reference.astype(np.float64))
     for w in caught:  # any other warning is passed on
         if not issubclass(w.category, LinAlgWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -50,6 +50,9 @@ class MemoryCap:
 
     def __enter__(self):
         if self.device.type == "cuda" and self.limit:
+            # torch wants the device's index: "cuda" alone is refused
+            self.device = torch.device("cuda", torch.cuda.current_device() if self.device.index is None
+                                       else self.device.index)
             total = torch.cuda.get_device_properties(self.device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, self.limit / total), self.device)
         return self
