@@ -3,8 +3,10 @@
 #
 #   bash benchmarks/gpu_check.sh [--out DIR] [--rehearse] [--steps a,b,...] [--budget STEP=S|STEP=@T ...]
 #
-# Steps, in order of value, each under its own hard `timeout` (seconds; 455 in all, under 8 minutes, which
-# leaves room in one device command of 10 minutes). A step that fails or runs out of time is recorded and
+# Steps, in order of value, each under its own hard `timeout` (seconds; 515 in all, under 9 minutes, which
+# leaves room in one device command of 10 minutes). Measured on the H200 (2026-12-04, commit 3535677; files
+# in benchmarks/results/nvidia-h200/): build 33 s, ceilings 5, correctness 102, sanitizer 44 (racecheck cut
+# off at 16 s), benchmarks 94, training over 30 (killed while probing `auto`). A step that fails or runs out of time is recorded and
 # the next runs. Budgets from benchmarks/device_stack.sh (triton 3.6, nvcc 13.0, on 2 CPU cores): the CUDA
 # build's longest object compiles in about 18 s (49 s for all on 2 cores; the device has 16); Triton
 # compiles one kernel specialisation in 0.4-1.5 s, and the pinned correctness pass needs at least 35 s of
@@ -21,15 +23,16 @@
 #                     each op called twice (bit-equal); the public API's accuracy at the headline sizes
 #                     (benchmarks/gpu_check/correctness.py, accuracy.py). Every autotuned kernel is pinned
 #                     to its table's first config for the launch, never timed (row "autotune pinning").
-#                     Triton JIT compiles dominate the GPU steps' time: the budgets are estimates until a
-#                     device run measures them.
-#   sanitizer     60  compute-sanitizer memcheck, racecheck, initcheck on tests/gpu_sanitizer.py
+#                     Triton JIT compiles dominate the GPU steps' time.
+#   sanitizer     90  compute-sanitizer memcheck, initcheck, racecheck on tests/gpu_sanitizer.py (memcheck
+#                     16 s, initcheck 12 s; racecheck, the slowest, last with what is left)
 #   benchmarks   100  headline sizes: fwd, bwd, fwd+bwd of reference, triton, cuda (and keops)
-#   training      30  CelebA-architecture cw2 steps: images/s and peak memory at batch 256, largest batch
+#   training      60  CelebA-architecture cw2 steps: images/s and peak memory at batch 256, largest batch
 #                     in 30 GB, for the reference loss and `auto`
 #   summary        5  summary.md; from a git checkout (not a rehearsal) also copies the files to
 #                     benchmarks/results/<device-slug>/gpu-check/
-# Not in the default run, named with --steps (e.g. `--steps build,study`, 560 s in all):
+# Not in the default run, named with --steps (e.g. `--steps build,study`, 560 s in all; the
+# device's one-call plan below):
 #   study        480  the batch study's batch-4,000 cells (training.batch_study, issue 17) on the GPU, as many
 #                     as fit, 4 at a time, parts a and b seed by seed first, continuing a cut-off cell in the
 #                     next call on a warm machine (benchmarks/gpu_check/study.py); their raw results in
@@ -82,7 +85,7 @@ REHEARSE=()
 BUDGET_SCALE=1
 FAILED=0
 STEPS=build,ceilings,correctness,sanitizer,benchmarks,training
-declare -A BUDGET=([build]=75 [ceilings]=15 [correctness]=170 [sanitizer]=60 [benchmarks]=100 [training]=30
+declare -A BUDGET=([build]=75 [ceilings]=15 [correctness]=170 [sanitizer]=90 [benchmarks]=100 [training]=60
                    [study]=480 [summary]=5)
 declare -A LOG=([build]=build.log [sanitizer]=sanitizer.log [study]=study.log)
 known() { [ -n "${BUDGET[$1]+x}" ] || { echo "gpu_check.sh: unknown step '$1'" >&2; exit 2; }; }

@@ -164,6 +164,7 @@ def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
     result = {"cell": name, "part": part, "model": model, "batch": batch, "gamma": gamma, "seed": seed,
               "steps": args.steps, "fid_n": args.fid_n, "device": args.device, "threads": args.threads,
               "cpu": cpu_model() if args.device == "cpu" else None,
+              "gpu": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None,
               "wall_seconds": time.perf_counter() - start,
               "command": command(args, part, batch, gamma, seed), "run": str(path), **result}
     atomic_text(raw, json.dumps(result, indent=1) + "\n")
@@ -187,9 +188,9 @@ def heldout(row: dict) -> Optional[float]:
 def where(row: dict) -> str:
     """What a cell's times were measured on, where that is not one thread of an unrecorded CPU (the cells
     from before the device, threads and CPU were recorded ran on one CPU thread each): 'cuda', or
-    '2 threads, <CPU model>'."""
+    'cuda, <GPU model>' (the GPU's name is recorded since 2026-12-04), or '2 threads, <CPU model>'."""
     if row.get("device", "cpu") != "cpu":
-        return row["device"]
+        return ", ".join(filter(None, (row["device"], row.get("gpu"))))
     threads = row.get("threads", 1)
     return ", ".join(([f"{threads} threads"] if threads != 1 else []) + ([row["cpu"]] if row.get("cpu") else []))
 
@@ -201,13 +202,28 @@ def devices(rows: List[dict]) -> str:
     return f" ({'; '.join(other)})" if other else ""
 
 
+def by_where(rows: List[dict]) -> dict:
+    """`where` -> the rows measured there: times of different machines are never averaged together."""
+    found = {}
+    for row in rows:
+        found.setdefault(where(row), []).append(row)
+    return found
+
+
+def times(rows: List[dict], key: str, digits: int) -> str:
+    """mean ± std of `key` over the cells of each machine, each marked where it is not one CPU thread
+    (`where`), machines separated by '; '."""
+    return "; ".join(mean_std([r[key] for r in mine], digits) + (f" ({place})" if place else "")
+                     for place, mine in by_where(rows).items())
+
+
 def table(rows: List[dict]) -> str:
     lines = ["| part | model | batch | gamma | seeds | steps | domain FID | domain KID | held-out metric | "
              "stage-1 FID (b) | training s | s / step |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for (part, model, batch, gamma), mine in groups(rows).items():
         stage1 = mean_std([r["stage1_fid"] for r in mine], 2) if part == "b" else "–"
-        metrics, where = [m for m in map(heldout, mine) if m is not None], devices(mine)
+        metrics = [m for m in map(heldout, mine) if m is not None]
         metric = mean_std(metrics, 4) + (f" ({len(metrics)} of {len(mine)} seeds)"
                                          if metrics and len(metrics) < len(mine) else "")
         gammas = sorted({f"{r['gamma_value']:.4g}" for r in mine if isinstance(r["gamma_value"], float)
@@ -215,8 +231,7 @@ def table(rows: List[dict]) -> str:
         lines.append(f"| {part} | {NAMES[model]} | {batch} | {gamma}{' (' + ', '.join(gammas) + ')' if gammas else ''} "
                      f"| {len(mine)} | {mine[0]['steps']} | {mean_std([r['fid'] for r in mine], 2)} | "
                      f"{mean_std([r['kid'] for r in mine], 3)} | {metric} | {stage1} | "
-                     f"{mean_std([r['train_seconds'] for r in mine], 0)}{where} | "
-                     f"{mean_std([r['seconds_per_step'] for r in mine], 3)}{where} |")
+                     f"{times(mine, 'train_seconds', 0)} | {times(mine, 'seconds_per_step', 3)} |")
     networks = {}  # the LeNet behind each cell's scores: cells scored with different ones do not compare exactly
     for row in rows:
         networks.setdefault(row.get("features", "not recorded"), []).append(row["cell"])
@@ -274,30 +289,43 @@ def plots(rows: List[dict], folder: Path) -> None:
     fig.savefig(folder / "fid_vs_batch.png", dpi=120)
     plt.close(fig)
 
-    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 6.0), sharey=True)
+    by_step.set_prop_cycle(color=plt.cm.tab20.colors)  # more curves than the default cycle's 10 colours
+    split = []  # right-panel curves of groups measured on more than one machine: their own legend
     for (part, model, batch, gamma), mine in grouped.items():
         key = "stage1_curve" if part == "b" else "curve"
         curves = [r[key] for r in mine if key in r]
         if not curves:  # part b cells from before stage 1 was scored in segments
             continue
         length = min(len(c) for c in curves)
-        label = f"{NAMES[model]} b{batch}" + (f" {gamma}" if gamma not in ("auto", "-") else "")
-        if part == "b":
-            label = f"CW² stage 1 (of LCW) b{batch}, {len(curves)} of {len(mine)} seeds"
+        name = (f"CW² stage 1 (of LCW) b{batch}" if part == "b" else
+                f"{NAMES[model]} b{batch}" + (f" {gamma}" if gamma not in ("auto", "-") else ""))
+        label = name
+        if len(curves) < len(mine):
+            label += f", {len(curves)} of {len(mine)} seeds"
         elif len(mine) < seeds:
             label += f", {seed_count(len(mine))}"
-        label += devices(mine)
-        fid = [statistics.mean(c[i]["fid"] for c in curves) for i in range(length)]
-        style = dict(marker=".", label=label, linestyle="--" if part == "b" else "-")
-        by_step.plot([curves[0][i]["step"] for i in range(length)], fid, **style)
-        by_time.plot([statistics.mean(c[i]["train_seconds"] for c in curves) for i in range(length)], fid, **style)
+        style = dict(marker=".", linestyle="--" if part == "b" else "-")
+        line, = by_step.plot([curves[0][i]["step"] for i in range(length)],
+                             [statistics.mean(c[i]["fid"] for c in curves) for i in range(length)],
+                             label=label + devices(mine), **style)
+        places = by_where([r for r in mine if key in r])
+        for place, here in places.items():  # one time axis per machine
+            fid = [statistics.mean(r[key][i]["fid"] for r in here) for i in range(length)]
+            curve, = by_time.plot([statistics.mean(r[key][i]["train_seconds"] for r in here) for i in range(length)],
+                                  fid, color=line.get_color(), label=f"{name}, {seed_count(len(here))} ({place or 'one CPU thread'})",
+                                  **style)
+            if len(places) > 1:
+                split.append(curve)
     by_step.set(xlabel="optimiser steps", ylabel="domain FID (mean over seeds)", yscale="log",
                 title="FID against steps")
     by_time.set(xlabel="training seconds (one CPU thread unless marked)", xscale="log",
                 title="FID against training time")
     plain_log_labels(by_step.yaxis, by_time.xaxis)
-    by_step.legend(fontsize=7, loc="upper right")  # curves fall steeply, then flatten low: upper right stays empty
-    fig.tight_layout()
+    fig.legend(handles=by_step.get_lines(), fontsize=7, loc="lower center", ncol=3)
+    if split:
+        by_time.legend(handles=split, fontsize=7, loc="lower left")  # curves fall from the upper left
+    fig.tight_layout(rect=(0, 0.04 + 0.022 * -(-len(by_step.get_lines()) // 3), 1, 1))
     fig.savefig(folder / "fid_vs_steps.png", dpi=120)
     plt.close(fig)
 

@@ -156,6 +156,13 @@ def publish(out: Path, root: Path, device_slug: str) -> Path:
 
 
 def run(out: Path, budget_s: float, rehearse: bool) -> int:
+    if "device" not in meta.read(out):  # a call without the build step still says what it ran on
+        from .machine import describe
+
+        try:
+            meta.update(out, describe(rehearse))
+        except (RuntimeError, AssertionError) as exc:  # no GPU where one was expected: say so, summarise anyway
+            meta.update(out, {"device": f"unknown ({type(exc).__name__}: {exc})"})
     meta.update(out, {"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     print(write(out), flush=True)
     slug = meta.read(out).get("device_slug")
