@@ -151,3 +151,9 @@ def test_times_say_where_a_cell_ran_unless_one_thread_of_the_first_machine():
     assert batch_study.devices([old]) == "" and batch_study.devices([old, xeon, gpu]) == " (2 threads, Xeon; cuda)"
     row = batch_study.table([old, xeon]).splitlines()[2].split(" | ")
     assert row[10].endswith("(2 threads, Xeon)") and row[11].endswith("(2 threads, Xeon) |")
+    h200 = dict(gpu, gpu="NVIDIA H200", train_seconds=0.5, seconds_per_step=0.05)
+    assert batch_study.where(h200) == "cuda, NVIDIA H200"
+    # one group measured on two machines: each machine's times apart, never one mean of both
+    row = batch_study.table([xeon, h200]).splitlines()[2].split(" | ")
+    assert row[10] == "10 (2 threads, Xeon); 0 (cuda, NVIDIA H200)"
+    assert row[11] == "1.000 (2 threads, Xeon); 0.050 (cuda, NVIDIA H200) |"
