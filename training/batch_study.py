@@ -289,9 +289,9 @@ def plots(rows: List[dict], folder: Path) -> None:
     fig.savefig(folder / "fid_vs_batch.png", dpi=120)
     plt.close(fig)
 
-    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 6.0), sharey=True)
+    fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 7.0), sharey=True)
     by_step.set_prop_cycle(color=plt.cm.tab20.colors)  # more curves than the default cycle's 10 colours
-    split = []  # right-panel curves of groups measured on more than one machine: their own legend
+    split = []  # right-panel curves of groups measured on more than one machine: their own legend entries
     for (part, model, batch, gamma), mine in grouped.items():
         key = "stage1_curve" if part == "b" else "curve"
         curves = [r[key] for r in mine if key in r]
@@ -313,7 +313,7 @@ def plots(rows: List[dict], folder: Path) -> None:
         for place, here in places.items():  # one time axis per machine
             fid = [statistics.mean(r[key][i]["fid"] for r in here) for i in range(length)]
             curve, = by_time.plot([statistics.mean(r[key][i]["train_seconds"] for r in here) for i in range(length)],
-                                  fid, color=line.get_color(), label=f"{name}, {seed_count(len(here))} ({place or 'one CPU thread'})",
+                                  fid, color=line.get_color(), label=f"{name}, {seed_count(len(here))} ({place or 'one CPU thread'}; right panel)",
                                   **style)
             if len(places) > 1:
                 split.append(curve)
@@ -322,10 +322,9 @@ def plots(rows: List[dict], folder: Path) -> None:
     by_time.set(xlabel="training seconds (one CPU thread unless marked)", xscale="log",
                 title="FID against training time")
     plain_log_labels(by_step.yaxis, by_time.xaxis)
-    fig.legend(handles=by_step.get_lines(), fontsize=7, loc="lower center", ncol=3)
-    if split:
-        by_time.legend(handles=split, fontsize=7, loc="lower left")  # curves fall from the upper left
-    fig.tight_layout(rect=(0, 0.04 + 0.022 * -(-len(by_step.get_lines()) // 3), 1, 1))
+    handles = by_step.get_lines() + split  # below both panels: the curves cover every corner of them
+    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=2)
+    fig.tight_layout(rect=(0, 0.03 + 0.024 * -(-len(handles) // 2), 1, 1))
     fig.savefig(folder / "fid_vs_steps.png", dpi=120)
     plt.close(fig)
 
