@@ -8,7 +8,7 @@ real images x, both (B, D), the loss and its gradient with respect to G(z). Each
 fresh subprocess (a clean resident-set baseline) and is timed by benchmarks.timing.measure:
   cw  auto    lcw_fast.cw_distance(G(z), x, gamma), the fused kernels: memory O(B D)
   cw  paper   the paper's code path: three dense cdist(..)**2 matrices (lcw_fast.reference, exact=False)
-  sw  ours    training.sliced.sliced_wasserstein, P directions 256 at a time: memory O(B (D + 256))
+  sw  ours    training.sliced.sliced_wasserstein, P directions 512 at a time: memory O(B (D + 512))
   sw  paper   the authors' form: projections (B, P) of both samples, sorted, autograd through the sort
 gamma: Silverman at batch B from the mnist5k pixel std 0.3092 (what `--gamma auto` gives the generator
 stage). Memory: growth of the sampled resident set over the calls (extra_bytes). Results: CSV and JSON

@@ -157,3 +157,45 @@ def test_times_say_where_a_cell_ran_unless_one_thread_of_the_first_machine():
     row = batch_study.table([xeon, h200]).splitlines()[2].split(" | ")
     assert row[10] == "10 (2 threads, Xeon); 0 (cuda, NVIDIA H200)"
     assert row[11] == "1.000 (2 threads, Xeon); 0.050 (cuda, NVIDIA H200) |"
+
+
+def test_a_parked_cell_continues_in_a_fresh_clone_as_if_never_stopped(tmp_path, capsys, monkeypatch):
+    """--park: a cell stopped in its second segment, its run folder gone with its machine, continues with
+    --reuse from RESULTS/parked/<cell>/ (the state after its first scored segment) and ends equal to a cell
+    trained straight through; the finished cell deletes its parked copy; a run folder further on than the
+    parked copy is left as it is."""
+    cell = ["--parts", "c", "--batches", "256", "--seeds", "0", "--steps", "6", "--fid-every", "2", "--fid-n", "200"]
+    batch_study.main(cell + ["--out", str(tmp_path / "whole"), "--results", str(tmp_path / "w")])
+    whole = json.loads((tmp_path / "w" / "raw" / "swg-b256-seed0.json").read_text())
+
+    argv = cell + ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "res"), "--park", "--reuse"]
+    score, calls = batch_study._score, []
+
+    def stopped_at_second_score(run, n):
+        calls.append(run.step())
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the machine goes away after training steps 3-4
+        return score(run, n)
+
+    monkeypatch.setattr(batch_study, "_score", stopped_at_second_score)
+    with pytest.raises(KeyboardInterrupt):
+        batch_study.main(argv)
+    monkeypatch.setattr(batch_study, "_score", score)
+    parked = tmp_path / "res" / "parked" / "swg-b256-seed0"
+    assert sorted(p.name for p in parked.iterdir()) == sorted(batch_study.PARKED)
+    assert batch_study.Run(parked).step() == 2 and len(json.loads((parked / "curve.json").read_text())) == 1
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone: only the committed results folder is left
+    capsys.readouterr()
+    batch_study.main(argv)
+    out = capsys.readouterr().out
+    assert f"continued from {parked} (step 2)" in out and "step 2/6" not in out and "step 6/6" in out
+    again = json.loads((tmp_path / "res" / "raw" / "swg-b256-seed0.json").read_text())
+    assert [p["fid"] for p in again["curve"]] == [p["fid"] for p in whole["curve"]]
+    assert [p["heldout_metric"] for p in again["curve"]] == [p["heldout_metric"] for p in whole["curve"]]
+    assert not parked.exists()
+
+    run = tmp_path / "runs" / "swg-b256-seed0"
+    batch_study.copy_state(run, parked)
+    assert not batch_study.restore(run, parked)  # the run folder is as far on: nothing copied
+    (run / "last.pt").unlink()
+    assert batch_study.restore(run, parked) and batch_study.Run(run).step() == 6

@@ -26,9 +26,13 @@ def test_equals_the_direct_form_for_fixed_directions(n, dim, count, chunk):
         assert_close(a, b, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.usefixtures("keep_threads")
+@pytest.mark.parametrize("threads", [1, 3])  # 3: the 5 rows split unevenly over the sorting threads
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cpu_row_sort_agrees_with_torch_sort(dtype):
-    """The CPU sort (numpy) against torch.sort, the other devices' sort: values, a permutation, NaN last."""
+def test_cpu_row_sort_agrees_with_torch_sort(dtype, threads):
+    """The CPU sort (numpy, rows split over torch's thread count) against torch.sort, the other devices'
+    sort: values, a permutation, NaN last."""
+    torch.set_num_threads(threads)
     a = torch.randn(1001, 5, dtype=dtype).T  # non-contiguous rows
     a[1, 7] = float("nan")
     a[2, :10] = 0.5  # ties

@@ -19,7 +19,10 @@ the 4,000 training digits), so every cell has an FID curve against steps and tra
 BatchNorm: every network here normalises over its whole batch (no chunking, one process).
 Each finished cell writes RESULTS/raw/<cell>.json (settings, curve, final scores, wall time, the command
 that reproduces it); --reuse skips cells whose raw result exists and continues an interrupted cell from
-its last segment. Then RESULTS/table.md (mean ± std over seeds, seconds per step), results.json,
+its last segment. A session's machine is not always kept: --park keeps an unfinished cell's resume
+state in RESULTS/parked/<cell>/ after each scored segment (commit it), and --reuse on another machine
+continues from it where its run folder is missing or behind; a finished cell deletes its parked copy.
+Then RESULTS/table.md (mean ± std over seeds, seconds per step), results.json,
 fid_vs_batch.png and fid_vs_steps.png (against steps and against training seconds) are rebuilt from all
 raw results. --grids draws best_samples.png: 64 samples of the best cell (lowest final FID) of each
 model, side by side, each titled with its cell and FID, and prints a memorisation check of each: 1,000
@@ -31,6 +34,7 @@ on the device machine: `bash benchmarks/gpu_check.sh --steps build,study` (bench
 """
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -47,7 +51,7 @@ from .compare import mean_std
 from .evaluate import fid_kid
 from .generator import GeneratorConfig, train_generator
 from .latent import LatentConfig, train_latent
-from .runs import Run, atomic_text, cpu_model
+from .runs import Run, atomic_text, atomic_write, cpu_model
 from .sample import generator
 from .train import AutoencoderConfig, train_autoencoder
 
@@ -56,6 +60,10 @@ PARTS = {"a": ("cwg", (64, 256, 1024, 4000), ("fixed", "silverman")), "b": ("lcw
 NAMES = {"cwg": "CW-Generator", "lcw": "LCW (CW² + LT)", "swg": "SW-Generator"}
 GENERATOR_RUN = {"cwg": "", "lcw": "latent", "swg": ""}  # the generator's run folder inside a cell's run
 FIXED_GAMMA_BATCH = 256
+# what continues a cell on another machine: its stage's config, metrics and last checkpoint, and its curve
+# (copied in this order, so a curve is never newer than the checkpoint it continues from); best.pt is left
+# out (the study scores last.pt; a continued run writes best.pt again at its next best validation)
+PARKED = ("config.json", "metrics.jsonl", "last.pt", "curve.json")
 
 
 def cell_name(model: str, batch: int, gamma: str, seed: int) -> str:
@@ -82,12 +90,32 @@ def _score(run: Run, n: int) -> dict:
             "features": record["features"]}
 
 
-def scored_segments(path: Path, units: int, every: int, per_unit: int, train, fid_n: int) -> List[dict]:
+def copy_state(source: Path, target: Path) -> None:
+    """Copies the PARKED files of a cell's run folder from `source` to `target`, each atomically."""
+    for name in PARKED:
+        atomic_write(target / name, lambda tmp: shutil.copyfile(source / name, tmp))
+
+
+def restore(path: Path, parked: Path) -> bool:
+    """Continues the run folder `path` from its parked copy where that is further on (or `path` holds no
+    checkpoint); an unscored segment's trained.json and a best.pt of the older state go. True if it did."""
+    if not (parked / "last.pt").exists() or (
+            (path / "last.pt").exists() and Run(path).step() >= Run(parked).step()):
+        return False
+    for stale in ("trained.json", "best.pt"):
+        (path / stale).unlink(missing_ok=True)
+    copy_state(parked, path)
+    return True
+
+
+def scored_segments(path: Path, units: int, every: int, per_unit: int, train, fid_n: int,
+                    park: Optional[Path] = None) -> List[dict]:
     """Trains the run in `path` to `units` (steps, or epochs of `per_unit` steps) in segments of `every`
     units, each followed by its domain FID / KID; train(target, first) trains to `target` units (a fresh
     run when `first`, else resuming exactly) and returns the stage's summary. Continues after the last
     scored segment of an interrupted run, whose curve is kept in curve.json beside it (a segment trained
-    but not scored is scored, its training seconds kept in trained.json). Returns the curve:
+    but not scored is scored, its training seconds kept in trained.json); with `park`, copies the run's
+    resume state there after each scored segment but the last (copy_state). Returns the curve:
     step, fid, kid, features, train_seconds (cumulative), heldout_metric, one point per segment."""
     curve_file, trained_file = path / "curve.json", path / "trained.json"
     curve = json.loads(curve_file.read_text()) if curve_file.exists() and (path / "last.pt").exists() else []
@@ -110,26 +138,28 @@ def scored_segments(path: Path, units: int, every: int, per_unit: int, train, fi
         atomic_text(curve_file, json.dumps(curve, indent=1) + "\n")
         trained_file.unlink()
         done = target
+        if park and done < units:
+            copy_state(path, park)
         print(f"  {path.name}: step {done * per_unit}/{units * per_unit}, FID {curve[-1]['fid']:.2f}, "
               f"{seconds:.0f} s of training", flush=True)
     return curve
 
 
-def train_curve(path: Path, args, model: str, batch: int, gamma: str, seed: int) -> dict:
+def train_curve(path: Path, args, model: str, batch: int, gamma: str, seed: int, park: Optional[Path]) -> dict:
     """Part a / c: the generator in scored segments of args.fid_every steps."""
     settings = dict(loss=model[:2], batch_size=batch, seed=seed, out=str(path), device=args.device,
                     threads=args.threads,
                     progress=False, stage_end_fid=0, eval_every=args.fid_every, ckpt_every=args.fid_every,
                     gamma={"fixed": repr(fixed_gamma()), "silverman": "silverman", "-": "auto"}[gamma])
     curve = scored_segments(path, args.steps, args.fid_every, 1, lambda target, first: train_generator(
-        GeneratorConfig(steps=target, resume=not first, overwrite=first, **settings)), args.fid_n)
+        GeneratorConfig(steps=target, resume=not first, overwrite=first, **settings)), args.fid_n, park)
     seconds = curve[-1]["train_seconds"]
     return {"curve": curve, "fid": curve[-1]["fid"], "kid": curve[-1]["kid"], "features": curve[-1]["features"],
             "train_seconds": seconds, "seconds_per_step": seconds / args.steps,
             "gamma_value": Run(path).config()["gamma_value"]}
 
 
-def train_lcw(path: Path, args, batch: int, seed: int) -> dict:
+def train_lcw(path: Path, args, batch: int, seed: int, park: Optional[Path]) -> dict:
     """Part b: CW² stage 1 at `batch` for about args.steps steps (whole epochs) in scored segments of about
     args.fid_every steps, then its Latent Trick (restarted if it was interrupted), scored at the end."""
     per_epoch = 4000 // batch
@@ -138,7 +168,7 @@ def train_lcw(path: Path, args, batch: int, seed: int) -> dict:
     every = max(1, round(args.fid_every / per_epoch))  # epochs a segment; checkpoints only at its end
     stage1 = scored_segments(path, epochs, every, per_epoch, lambda target, first: train_autoencoder(AutoencoderConfig(
         data="mnist5k", objective="cw2", batch_size=batch, epochs=target, out=str(path), resume=not first,
-        overwrite=first, ckpt_every=every * per_epoch, **common)), args.fid_n)
+        overwrite=first, ckpt_every=every * per_epoch, **common)), args.fid_n, park)
     start = time.perf_counter()
     second = train_latent(LatentConfig(ae=str(path), epochs=args.lt_epochs, overwrite=True, **common))
     stage1_seconds = stage1[-1]["train_seconds"]
@@ -158,9 +188,13 @@ def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
     if args.reuse and raw.exists():
         return json.loads(raw.read_text())
     print(f"{name}: training ({command(args, part, batch, gamma, seed)})", flush=True)
-    path = Path(args.out) / name
+    path, parked = Path(args.out) / name, Path(args.results) / "parked" / name
+    if args.reuse and restore(path, parked):
+        print(f"{name}: continued from {parked} (step {Run(path).step()})", flush=True)
+    park = parked if args.park else None
     start = time.perf_counter()
-    result = train_curve(path, args, model, batch, gamma, seed) if part != "b" else train_lcw(path, args, batch, seed)
+    result = (train_curve(path, args, model, batch, gamma, seed, park) if part != "b"
+              else train_lcw(path, args, batch, seed, park))
     result = {"cell": name, "part": part, "model": model, "batch": batch, "gamma": gamma, "seed": seed,
               "steps": args.steps, "fid_n": args.fid_n, "device": args.device, "threads": args.threads,
               "cpu": cpu_model() if args.device == "cpu" else None,
@@ -168,6 +202,7 @@ def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
               "wall_seconds": time.perf_counter() - start,
               "command": command(args, part, batch, gamma, seed), "run": str(path), **result}
     atomic_text(raw, json.dumps(result, indent=1) + "\n")
+    shutil.rmtree(parked, ignore_errors=True)
     print(f"{name}: FID {result['fid']:.2f}, {result['seconds_per_step']:.3f} s/step -> {raw}", flush=True)
     return result
 
@@ -420,7 +455,12 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per run (default: 1)")
     parser.add_argument("--reuse", action="store_true", help="skip cells whose raw result exists; continue an "
-                                                            "interrupted cell from its last scored segment")
+                        "interrupted cell from its last scored segment, in its run folder or in RESULTS/parked/<cell>/ "
+                        "(--park), whichever is further on")
+    parser.add_argument("--park", action="store_true",
+                        help="after each scored segment, copy an unfinished cell's resume state (config, metrics, "
+                             "last.pt, curve) into RESULTS/parked/<cell>/: commit it, and --reuse continues the cell "
+                             "from there on another machine or in a fresh clone (deleted when the cell finishes)")
     parser.add_argument("--table-only", action="store_true", help="train nothing: rebuild the table and plots")
     parser.add_argument("--grids", action="store_true",
                         help="also draw RESULTS/best_samples.png: samples of each model's best cell, side by side, "
