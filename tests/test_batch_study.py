@@ -199,3 +199,5 @@ def test_a_parked_cell_continues_in_a_fresh_clone_as_if_never_stopped(tmp_path, 
     assert not batch_study.restore(run, parked)  # the run folder is as far on: nothing copied
     (run / "last.pt").unlink()
     assert batch_study.restore(run, parked) and batch_study.Run(run).step() == 6
+    batch_study.main(argv)  # the cell's raw result is here (it finished elsewhere): its parked copy goes
+    assert not parked.exists()

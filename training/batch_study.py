@@ -185,10 +185,11 @@ def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
     model = PARTS[part][0]
     name = cell_name(model, batch, gamma, seed)
     raw = Path(args.results) / "raw" / f"{name}.json"
+    path, parked = Path(args.out) / name, Path(args.results) / "parked" / name
     if args.reuse and raw.exists():
+        shutil.rmtree(parked, ignore_errors=True)  # a parked copy of a cell finished elsewhere (a GPU) is stale
         return json.loads(raw.read_text())
     print(f"{name}: training ({command(args, part, batch, gamma, seed)})", flush=True)
-    path, parked = Path(args.out) / name, Path(args.results) / "parked" / name
     if args.reuse and restore(path, parked):
         print(f"{name}: continued from {parked} (step {Run(path).step()})", flush=True)
     park = parked if args.park else None
