@@ -80,3 +80,22 @@ def test_bad_input_is_named(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         sliced_wasserstein(args.pop("x"), args.pop("y"), **args)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_generator_draws_the_directions_on_the_gpu():
+    """A GPU step draws its directions on the GPU (from a CUDA generator): value and gradient equal the
+    float64 CPU computation with those directions."""
+    x = torch.randn(300, 20, dtype=torch.float64, device="cuda", requires_grad=True)
+    y = torch.randn(300, 20, dtype=torch.float64, device="cuda") + 0.3
+    t = directions(700, 20, torch.Generator("cuda").manual_seed(3), torch.float64)
+    assert t.device.type == "cuda"
+    # one block of 700: CUDA's generator gives one draw of 700 rows other numbers than draws of 256 + 256 + 188
+    got = sliced_wasserstein(x, y, 700, generator=torch.Generator("cuda").manual_seed(3), chunk=1024)
+    got.backward()
+    xc = x.detach().cpu().requires_grad_()
+    want = direct(xc, y.cpu(), t.cpu())
+    want.backward()
+    assert_close(got.cpu(), want, rtol=1e-10, atol=0)
+    assert_close(x.grad.cpu(), xc.grad, rtol=1e-10, atol=1e-14)

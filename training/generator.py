@@ -88,7 +88,7 @@ def generator_stage(model: DataGenerator, loss: str, gamma, projections: int, wo
         return (z.to(world.device, next(model.parameters()).dtype),)
 
     def step_loss(images, out):
-        directions = torch.Generator().manual_seed(directions_seed["step"])
+        directions = torch.Generator(world.device).manual_seed(directions_seed["step"])  # drawn on the device
         return generator_loss(loss, out[0], images, gamma, projections, directions, world.group)
 
     return Stage({"generator": model}, model, inputs=inputs, forward=lambda z: (model(z),), loss=step_loss,
@@ -134,7 +134,7 @@ def train_generator(cfg: GeneratorConfig) -> dict:
 
     def validate():
         return {"val_loss": generator_loss(cfg.loss, model(val_noise), data.heldout, gamma, cfg.projections,
-                                           torch.Generator().manual_seed(VAL_SEED)).item()}
+                                           torch.Generator(world.device).manual_seed(VAL_SEED)).item()}
 
     stage = generator_stage(model, cfg.loss, gamma, cfg.projections, world, validate)
     loop = LoopConfig.of(cfg, cfg.steps)

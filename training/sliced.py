@@ -19,9 +19,12 @@ import torch
 
 
 def directions(count: int, dim: int, generator: Optional[torch.Generator] = None,
-               dtype=torch.float32) -> torch.Tensor:
-    """(count, dim) unit vectors, uniform on the sphere (normalised N(0, I) draws), on the CPU."""
-    t = torch.randn(count, dim, generator=generator, dtype=torch.float64)
+               dtype=torch.float32, device=None) -> torch.Tensor:
+    """(count, dim) unit vectors, uniform on the sphere (normalised N(0, I) draws), on `device` (default:
+    the generator's device, or the CPU without one). Drawn where they are used: a GPU step drawing them on
+    the CPU would spend more time there than in its matrix products and sorts."""
+    device = device if device is not None else (generator.device if generator is not None else "cpu")
+    t = torch.randn(count, dim, generator=generator, dtype=torch.float64, device=device)
     return (t / t.norm(dim=1, keepdim=True)).to(dtype)
 
 
@@ -70,7 +73,8 @@ def _value_and_grads(x, y, projections: int, generator, chunk: int, fixed: Optio
     scale = 1.0 / (projections * n)
     for start in range(0, projections, chunk):
         count = min(chunk, projections - start)
-        t = (fixed[start:start + count] if fixed is not None else directions(count, dim, generator, x.dtype))
+        t = (fixed[start:start + count] if fixed is not None else
+             directions(count, dim, generator, x.dtype, generator.device if generator is not None else x.device))
         t = t.to(device=x.device, dtype=x.dtype)
         px, ix = sort_rows(t @ x.T, need_x)  # (count, n): one row of sorted projections per direction
         py, iy = sort_rows(t @ y.T, need_y)
@@ -106,8 +110,8 @@ def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, projections: int = 5000
                        fixed_directions: Optional[torch.Tensor] = None) -> torch.Tensor:
     """SW(x, y) for x, y: (n, D) of one floating dtype -> 0-dim tensor in that dtype, differentiable.
 
-    projections: P, the number of random unit directions, drawn chunk by chunk from `generator` (a CPU
-    torch.Generator; None: the global one); chunk: directions per block of work (memory O(n * chunk));
+    projections: P, the number of random unit directions, drawn chunk by chunk from `generator` (a
+    torch.Generator on the CPU or on x's device, where they are drawn; None: x's device's global one); chunk: directions per block of work (memory O(n * chunk));
     fixed_directions: (P, D) directions to use instead (used as given, not normalised).
     """
     if x.dim() != 2 or y.dim() != 2:
