@@ -301,3 +301,17 @@ def test_compare_table_gives_mean_and_std_and_the_ordering():
     assert "| AE | 3 | 31.00 ± 1.00 | 0.100 ± 0.000 | 0.01000 ± 0.00000 | 50.0 ± 0.0 | 52 | 11 |" in text
     assert "| AE+LT | 3 | 21.00 ± 1.00 |" in text and "| – | 22 | – |" in text
     assert "AE+LT < AE; LCW (CW²+LT) >= CW²; lowest: CW²" in text and "Wall time 10 min" in text
+
+
+def test_an_empty_cache_takes_the_committed_mnist5k_classifier(tmp_path, capsys):
+    """mnist5k's LeNet is committed (training/reference): an empty cache gets a copy instead of a retraining
+    (which on another CPU would give another network and other FIDs), the same bytes as the reference."""
+    epochs = json.loads((domain.REFERENCE / "mnist5k-lenet.json").read_text())["epochs"]  # this module shortens EPOCHS
+    model, meta = domain.classifier("mnist5k", str(tmp_path), epochs=epochs)
+    out = capsys.readouterr().out
+    assert "training the domain classifier" not in out and "the committed LeNet b845d9d09a3d" in out
+    reference = domain.REFERENCE / "mnist5k-lenet.pt"
+    assert meta["sha256"] == domain._sha256(reference) == domain._sha256(tmp_path / "features" / "mnist5k-lenet.pt")
+    assert not model.training
+    domain.classifier("mnist5k", str(tmp_path), epochs=epochs)
+    assert "committed" not in capsys.readouterr().out  # from the cache now
