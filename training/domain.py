@@ -7,8 +7,8 @@ mnist5k's on each channel) and cached as
 the training images it was trained on, its test accuracy and its settings; a cache whose checksum or
 training data do not match is retrained. mnist5k's classifier (LeNet b845d9d09a3d) is committed in
 training/reference/ and copied into an empty cache rather than trained again: a retraining on another CPU
-gives another network, and domain FIDs would not compare across machines. Domain FID is only comparable with domain FID from the same
-classifier (same sha256), never with Inception FID or the paper's numbers.
+gives another network, and domain FIDs would not compare across machines. Domain FID is only comparable
+with domain FID from the same classifier (same sha256), never with Inception FID or the paper's numbers.
 """
 import hashlib
 import json

@@ -71,10 +71,10 @@ def _value_and_grads(x, y, projections: int, generator, chunk: int, fixed: Optio
     gx = torch.zeros_like(x) if need_x else None
     gy = torch.zeros_like(y) if need_y else None
     scale = 1.0 / (projections * n)
+    drawn_on = generator.device if generator is not None else x.device
     for start in range(0, projections, chunk):
         count = min(chunk, projections - start)
-        t = (fixed[start:start + count] if fixed is not None else
-             directions(count, dim, generator, x.dtype, generator.device if generator is not None else x.device))
+        t = fixed[start:start + count] if fixed is not None else directions(count, dim, generator, x.dtype, drawn_on)
         t = t.to(device=x.device, dtype=x.dtype)
         px, ix = sort_rows(t @ x.T, need_x)  # (count, n): one row of sorted projections per direction
         py, iy = sort_rows(t @ y.T, need_y)
@@ -111,7 +111,8 @@ def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, projections: int = 5000
     """SW(x, y) for x, y: (n, D) of one floating dtype -> 0-dim tensor in that dtype, differentiable.
 
     projections: P, the number of random unit directions, drawn chunk by chunk from `generator` (a
-    torch.Generator on the CPU or on x's device, where they are drawn; None: x's device's global one); chunk: directions per block of work (memory O(n * chunk));
+    torch.Generator on the CPU or on x's device, where they are drawn; None: x's device's global one);
+    chunk: directions per block of work (memory O(n * chunk));
     fixed_directions: (P, D) directions to use instead (used as given, not normalised).
     """
     if x.dim() != 2 or y.dim() != 2:
