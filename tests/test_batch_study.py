@@ -157,6 +157,12 @@ def test_times_say_where_a_cell_ran_unless_one_thread_of_the_first_machine():
     row = batch_study.table([xeon, h200]).splitlines()[2].split(" | ")
     assert row[10] == "10 (2 threads, Xeon); 0 (cuda, NVIDIA H200)"
     assert row[11] == "1.000 (2 threads, Xeon); 0.050 (cuda, NVIDIA H200) |"
+    # a cell parked on one machine and finished on another; a curve point from before machines were recorded
+    moved = dict(xeon, trained_on=[dict(until_step=500), dict(device="cpu", threads=2, cpu="EPYC", until_step=4000),
+                                   dict(device="cpu", threads=2, cpu="Xeon", until_step=10000)])
+    assert batch_study.where(moved) == ("an unrecorded machine to step 500 then 2 threads, EPYC to step 4,000 "
+                                        "then 2 threads, Xeon to step 10,000")
+    assert batch_study.where(dict(moved, trained_on=moved["trained_on"][2:])) == "2 threads, Xeon"
 
 
 def test_a_parked_cell_continues_in_a_fresh_clone_as_if_never_stopped(tmp_path, capsys, monkeypatch):
@@ -186,6 +192,8 @@ def test_a_parked_cell_continues_in_a_fresh_clone_as_if_never_stopped(tmp_path, 
     assert batch_study.Run(parked).step() == 2 and len(json.loads((parked / "curve.json").read_text())) == 1
     shutil.rmtree(tmp_path / "runs")  # a fresh clone: only the committed results folder is left
     capsys.readouterr()
+    first_cpu = batch_study.cpu_model()
+    monkeypatch.setattr(batch_study, "cpu_model", lambda: "Another CPU")  # ... on another machine
     batch_study.main(argv)
     out = capsys.readouterr().out
     assert f"continued from {parked} (step 2)" in out and "step 2/6" not in out and "step 6/6" in out
@@ -193,6 +201,11 @@ def test_a_parked_cell_continues_in_a_fresh_clone_as_if_never_stopped(tmp_path, 
     assert [p["fid"] for p in again["curve"]] == [p["fid"] for p in whole["curve"]]
     assert [p["heldout_metric"] for p in again["curve"]] == [p["heldout_metric"] for p in whole["curve"]]
     assert not parked.exists()
+    # the row says which machine trained which steps: its times are the sum of both
+    mine = dict(device="cpu", threads=1, gpu=None)
+    assert again["trained_on"] == [dict(mine, cpu=first_cpu, until_step=2), dict(mine, cpu="Another CPU", until_step=6)]
+    assert batch_study.where(again) == f"{first_cpu} to step 2 then Another CPU to step 6"
+    assert whole["trained_on"] == [dict(mine, cpu=first_cpu, until_step=6)] and batch_study.where(whole) == first_cpu
 
     run = tmp_path / "runs" / "swg-b256-seed0"
     batch_study.copy_state(run, parked)

@@ -108,7 +108,7 @@ def restore(path: Path, parked: Path) -> bool:
     return True
 
 
-def scored_segments(path: Path, units: int, every: int, per_unit: int, train, fid_n: int,
+def scored_segments(path: Path, units: int, every: int, per_unit: int, train, fid_n: int, here: dict,
                     park: Optional[Path] = None) -> List[dict]:
     """Trains the run in `path` to `units` (steps, or epochs of `per_unit` steps) in segments of `every`
     units, each followed by its domain FID / KID; train(target, first) trains to `target` units (a fresh
@@ -116,7 +116,8 @@ def scored_segments(path: Path, units: int, every: int, per_unit: int, train, fi
     scored segment of an interrupted run, whose curve is kept in curve.json beside it (a segment trained
     but not scored is scored, its training seconds kept in trained.json); with `park`, copies the run's
     resume state there after each scored segment but the last (copy_state). Returns the curve:
-    step, fid, kid, features, train_seconds (cumulative), heldout_metric, one point per segment."""
+    step, fid, kid, features, train_seconds (cumulative), heldout_metric and trained_on (`here`, the
+    machine this process trains on: a parked cell continues elsewhere), one point per segment."""
     curve_file, trained_file = path / "curve.json", path / "trained.json"
     curve = json.loads(curve_file.read_text()) if curve_file.exists() and (path / "last.pt").exists() else []
     done = curve[-1]["step"] // per_unit if curve else 0
@@ -134,7 +135,8 @@ def scored_segments(path: Path, units: int, every: int, per_unit: int, train, fi
             previous, seconds = seconds, seconds + time.perf_counter() - start
             atomic_text(trained_file, json.dumps({"step": target * per_unit, "after": previous,
                                                   "train_seconds": seconds, "heldout_metric": metric}) + "\n")
-        curve.append({**_score(Run(path), fid_n), "train_seconds": seconds, "heldout_metric": metric})
+        curve.append({**_score(Run(path), fid_n), "train_seconds": seconds, "heldout_metric": metric,
+                      "trained_on": here})
         atomic_text(curve_file, json.dumps(curve, indent=1) + "\n")
         trained_file.unlink()
         done = target
@@ -152,7 +154,8 @@ def train_curve(path: Path, args, model: str, batch: int, gamma: str, seed: int,
                     progress=False, stage_end_fid=0, eval_every=args.fid_every, ckpt_every=args.fid_every,
                     gamma={"fixed": repr(fixed_gamma()), "silverman": "silverman", "-": "auto"}[gamma])
     curve = scored_segments(path, args.steps, args.fid_every, 1, lambda target, first: train_generator(
-        GeneratorConfig(steps=target, resume=not first, overwrite=first, **settings)), args.fid_n, park)
+        GeneratorConfig(steps=target, resume=not first, overwrite=first, **settings)), args.fid_n, machine(args),
+        park)
     seconds = curve[-1]["train_seconds"]
     return {"curve": curve, "fid": curve[-1]["fid"], "kid": curve[-1]["kid"], "features": curve[-1]["features"],
             "train_seconds": seconds, "seconds_per_step": seconds / args.steps,
@@ -168,7 +171,7 @@ def train_lcw(path: Path, args, batch: int, seed: int, park: Optional[Path]) -> 
     every = max(1, round(args.fid_every / per_epoch))  # epochs a segment; checkpoints only at its end
     stage1 = scored_segments(path, epochs, every, per_epoch, lambda target, first: train_autoencoder(AutoencoderConfig(
         data="mnist5k", objective="cw2", batch_size=batch, epochs=target, out=str(path), resume=not first,
-        overwrite=first, ckpt_every=every * per_epoch, **common)), args.fid_n, park)
+        overwrite=first, ckpt_every=every * per_epoch, **common)), args.fid_n, machine(args), park)
     start = time.perf_counter()
     second = train_latent(LatentConfig(ae=str(path), epochs=args.lt_epochs, overwrite=True, **common))
     stage1_seconds = stage1[-1]["train_seconds"]
@@ -179,6 +182,25 @@ def train_lcw(path: Path, args, batch: int, seed: int, park: Optional[Path]) -> 
             "train_seconds": seconds, "stage1_seconds": stage1_seconds,
             "seconds_per_step": stage1_seconds / (epochs * per_epoch), "gamma_value": Run(path).config()["gamma_value"],
             "stage1_heldout_metric": stage1[-1]["heldout_metric"], "heldout_metric": second["heldout_metric"]}
+
+
+def machine(args) -> dict:
+    """What this process trains on: device, threads, and the CPU's model on the CPU or the GPU's name."""
+    return {"device": args.device, "threads": args.threads,
+            "cpu": cpu_model() if args.device == "cpu" else None,
+            "gpu": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None}
+
+
+def segments(curve: List[dict]) -> List[dict]:
+    """The machines a curve's segments were trained on, in order, each with the step it trained to
+    (`until_step`); points from before this was recorded hold no machine ({"until_step": step} alone)."""
+    found = []
+    for point in curve:
+        if found and {k: v for k, v in found[-1].items() if k != "until_step"} == point.get("trained_on", {}):
+            found[-1]["until_step"] = point["step"]
+        else:
+            found.append({**point.get("trained_on", {}), "until_step": point["step"]})
+    return found
 
 
 def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
@@ -197,9 +219,8 @@ def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
     result = (train_curve(path, args, model, batch, gamma, seed, park) if part != "b"
               else train_lcw(path, args, batch, seed, park))
     result = {"cell": name, "part": part, "model": model, "batch": batch, "gamma": gamma, "seed": seed,
-              "steps": args.steps, "fid_n": args.fid_n, "device": args.device, "threads": args.threads,
-              "cpu": cpu_model() if args.device == "cpu" else None,
-              "gpu": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None,
+              "steps": args.steps, "fid_n": args.fid_n, **machine(args),
+              "trained_on": segments(result["stage1_curve" if part == "b" else "curve"]),
               "wall_seconds": time.perf_counter() - start,
               "command": command(args, part, batch, gamma, seed), "run": str(path), **result}
     atomic_text(raw, json.dumps(result, indent=1) + "\n")
@@ -224,7 +245,11 @@ def heldout(row: dict) -> Optional[float]:
 def where(row: dict) -> str:
     """What a cell's times were measured on, where that is not one thread of an unrecorded CPU (the cells
     from before the device, threads and CPU were recorded ran on one CPU thread each): 'cuda', or
-    'cuda, <GPU model>' (the GPU's name is recorded since 2026-12-04), or '2 threads, <CPU model>'."""
+    'cuda, <GPU model>' (the GPU's name is recorded since 2026-12-04), or '2 threads, <CPU model>'; a cell
+    continued on another machine (--park) names each with the step it trained to, its times are their sum."""
+    if len(row.get("trained_on", [])) > 1:
+        return " then ".join(f"{where(part) if 'device' in part else 'an unrecorded machine'} to step "
+                             f"{part['until_step']:,}" for part in row["trained_on"])
     if row.get("device", "cpu") != "cpu":
         return ", ".join(filter(None, (row["device"], row.get("gpu"))))
     threads = row.get("threads", 1)
