@@ -33,6 +33,7 @@ Times are marked in the table and plots where a cell did not run on one CPU thre
 on the device machine: `bash benchmarks/gpu_check.sh --steps build,study` (benchmarks/gpu_check/study.py).
 """
 import argparse
+import itertools
 import json
 import shutil
 import statistics
@@ -194,13 +195,8 @@ def machine(args) -> dict:
 def segments(curve: List[dict]) -> List[dict]:
     """The machines a curve's segments were trained on, in order, each with the step it trained to
     (`until_step`); points from before this was recorded hold no machine ({"until_step": step} alone)."""
-    found = []
-    for point in curve:
-        if found and {k: v for k, v in found[-1].items() if k != "until_step"} == point.get("trained_on", {}):
-            found[-1]["until_step"] = point["step"]
-        else:
-            found.append({**point.get("trained_on", {}), "until_step": point["step"]})
-    return found
+    return [{**on, "until_step": list(points)[-1]["step"]}
+            for on, points in itertools.groupby(curve, key=lambda point: point.get("trained_on", {}))]
 
 
 def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
