@@ -181,6 +181,16 @@ def test_sample_grids_say_which_generator_drew_them(smoke_runs):
         assert picture.shape[0] > picture.shape[1] and (picture[:10] < 128).any()
 
 
+def test_a_title_band_wraps_wide_letters_inside_the_picture():
+    """Wrapping at the title's average letter width let a line of wide letters run off the right edge."""
+    from training import plots
+
+    title = "G(z), z ~ N(0, I): data-space generator of runs/batch-study/swg-b4000-seed0, step 10000, noise seed 0"
+    picture = np.asarray(plots.grid_picture(torch.zeros(64, 1, 28, 28), 8, None, title).convert("L"))
+    band = picture[:picture.shape[0] - 242]  # the title band above the 242-pixel grid
+    assert picture.shape[1] == 242 and (band < 128).any() and (band[:, -3:] > 128).all()
+
+
 def plots_title(run, stage, step, seed=None):
     from training import plots
 

@@ -37,6 +37,7 @@ import itertools
 import json
 import shutil
 import statistics
+import textwrap
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -298,12 +299,13 @@ def table(rows: List[dict]) -> str:
 
 
 def plain_log_labels(*axes) -> None:
-    """Log axes ticked and labelled 1, 2, 5, 10, 20, 50, ... rather than 2x10^1 at every minor tick (which
-    overlap)."""
+    """Log axes (their data plotted) ticked and labelled 1, 2, 5, 10, 20, 50, ... rather than 2x10^1 at every
+    minor tick (which overlap); 1, 3, 10, 30, ... where they span more than three decades."""
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     for axis in axes:
-        axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        low, high = axis.get_view_interval()
+        axis.set_major_locator(LogLocator(subs=(1, 2, 5) if high < 1000 * low else (1, 3)))
         axis.set_major_formatter(ScalarFormatter())
         axis.set_minor_formatter(NullFormatter())
 
@@ -380,8 +382,12 @@ def plots(rows: List[dict], folder: Path) -> None:
                 title="FID against training time")
     plain_log_labels(by_step.yaxis, by_time.xaxis)
     handles = by_step.get_lines() + split  # below both panels: the curves cover every corner of them
-    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=2)
-    fig.tight_layout(rect=(0, 0.03 + 0.024 * -(-len(handles) // 2), 1, 1))
+    # a cell trained on several machines names them all: wrap to half the figure's width
+    labels = [textwrap.fill(line.get_label(), 88, subsequent_indent="  ") for line in handles]
+    half = -(-len(labels) // 2)  # the legend fills its first column first
+    rows = max(sum(label.count("\n") + 1 for label in column) for column in (labels[:half], labels[half:]))
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2)
+    fig.tight_layout(rect=(0, 0.03 + 0.024 * rows, 1, 1))
     fig.savefig(folder / "fid_vs_steps.png", dpi=120)
     plt.close(fig)
 

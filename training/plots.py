@@ -56,8 +56,12 @@ def grid_picture(images: torch.Tensor, nrow: int, row_labels, title: str) -> Ima
         picture = labelled
     if title:
         width = max(picture.width, 160)
-        chars = max(16, int(len(title) * (width - 6) / max(ImageDraw.Draw(picture).textlength(title, font=font), 1)))
+        measure = ImageDraw.Draw(picture).textlength
+        chars = max(16, int(len(title) * (width - 6) / max(measure(title, font=font), 1)))
         lines = textwrap.wrap(title, chars)
+        while chars > 16 and max(measure(line, font=font) for line in lines) > width - 6:  # wide letters
+            chars -= 1
+            lines = textwrap.wrap(title, chars)
         titled = Image.new("RGB", (width, picture.height + 4 + 12 * len(lines)), "white")
         titled.paste(picture, (0, 4 + 12 * len(lines)))
         ImageDraw.Draw(titled).multiline_text((3, 2), "\n".join(lines), fill="black", font=font, spacing=2)
