@@ -1,7 +1,10 @@
 """lcw_fast.distributed on 2 gloo ranks (CPU processes): values and gradients equal the one-process
 ones on the concatenated samples, with unequal local sizes, a fixed and the Silverman bandwidth, and the
 fused and reference backends; mismatched dimensions fail with the same clear error on every rank; and
-training.loop's chunked stage-2 steps on 2 ranks equal one process."""
+training.loop's chunked stage-2 steps on 2 ranks equal one process; and no process group outlives
+destroy_process_group."""
+import weakref
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -43,10 +46,12 @@ def _case(rank: int, backend: str, gamma):
 
 
 def _worker(rank: int, init: str, out: str):
-    """Every check's rank-side computation, in one pair of processes (spawning them is the slow part)."""
-    from training.world import World
+    """Every check's rank-side computation, in one pair of processes (spawning them is the slow part); then
+    whether the process group outlived destroy_process_group (see training.world.join_group)."""
+    from training.world import World, join_group
 
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    join_group("gloo", init_method=init, rank=rank, world_size=2)
+    group = weakref.ref(dist.group.WORLD)
     try:
         results = {case: _case(rank, *case) for case in CASES}
         try:
@@ -55,9 +60,10 @@ def _worker(rank: int, init: str, out: str):
         except ValueError as error:
             mismatch = str(error)
         latent = _latent_run(World(torch.device("cpu"), rank, 2), _latent_batches())
-        torch.save({"results": results, "mismatch": mismatch, "latent": latent}, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+    torch.save({"results": results, "mismatch": mismatch, "latent": latent, "group_left": group() is not None},
+               f"{out}/rank{rank}.pt")
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +86,11 @@ def test_two_ranks_equal_one_process(ranks, backend, gamma):
         assert_close(rgx, gx[_rows(rank, 0)], rtol=1e-4, atol=1e-6, name=f"rank {rank} grad x")
         assert_close(rgy, gy[_rows(rank, 1)], rtol=1e-4, atol=1e-6, name=f"rank {rank} grad y")
         assert_close(rgz, gz[_rows(rank, 0)], rtol=1e-4, atol=1e-6, name=f"rank {rank} grad z")
+
+
+def test_destroy_process_group_leaves_no_group_behind(ranks):
+    """Its gloo threads would outlive it and can abort the rank's exit (training.world.join_group)."""
+    assert [saved["group_left"] for saved in ranks] == [False, False]
 
 
 def test_mismatched_dimensions_fail_alike_on_every_rank(ranks):

@@ -103,6 +103,16 @@ def _stopped(signum, frame):
                      "report names it)")
 
 
+def join_group(backend: str, **kwargs) -> None:
+    """dist.init_process_group(backend, **kwargs), torch._dynamo imported first: imported after it (torch.optim
+    does so at its first optimizer), it keeps the default group alive past destroy_process_group (seen with
+    torch 2.14), and gloo's threads, still running as the interpreter exits, abort it now and then (SIGABRT,
+    "terminate called without an active exception") after all the work is done."""
+    import torch._dynamo  # noqa: F401
+
+    dist.init_process_group(backend, **kwargs)
+
+
 def start(device: str = "auto", threads: Optional[int] = None) -> World:
     """The World of this process: one process, or a rank of a torchrun job (joins its process group once)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -113,7 +123,7 @@ def start(device: str = "auto", threads: Optional[int] = None) -> World:
     if not dist.is_initialized():
         if place.type == "cuda":
             torch.cuda.set_device(place)
-        dist.init_process_group("nccl" if place.type == "cuda" else "gloo")
+        join_group("nccl" if place.type == "cuda" else "gloo")
         atexit.register(dist.destroy_process_group)
         signal.signal(signal.SIGTERM, _stopped)  # torchrun's agent stops the survivors when one process dies
     return World(place, dist.get_rank(), dist.get_world_size())
