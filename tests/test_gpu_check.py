@@ -304,7 +304,7 @@ def test_forced_inplace_build_builds_and_imports(tmp_path):
 @pytest.mark.slow
 def test_study_step_trains_packs_and_summarises_its_cells(tmp_path):
     """The optional step "study" in a rehearsal: one cell of each part (2 steps, CPU), a row for each, their
-    raw results in the one tarball that comes back, and a table in summary.md."""
+    raw results and kept samples in the one tarball that comes back, and a table in summary.md."""
     proc = _kit(tmp_path, "--steps", "study")
     log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, log
@@ -314,7 +314,8 @@ def test_study_step_trains_packs_and_summarises_its_cells(tmp_path):
                           "cell swg-b256-seed0"}
     assert all(r["status"] == "ok" and r["fid"] > 0 and r["device"] == "cpu" for r in cells.values()), cells
     with tarfile.open(tmp_path / study.TARBALL) as tar:
-        assert sorted(tar.getnames()) == sorted(name.removeprefix("cell ") + ".json" for name in cells)
+        assert sorted(tar.getnames()) == sorted(f"{folder}/{name.removeprefix('cell ')}.{ext}" for name in cells
+                                                for folder, ext in (("raw", "json"), ("samples", "png")))
     assert {f.name for f in tmp_path.iterdir()} == {"results.jsonl", "summary.md", "meta.json", "run.log",
                                                     "study.log", study.TARBALL}
     assert "| cwg-b256-fixed-seed0 | ok |" in (tmp_path / "summary.md").read_text()

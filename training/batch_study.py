@@ -24,10 +24,11 @@ state in RESULTS/parked/<cell>/ after each scored segment (commit it), and --reu
 continues from it where its run folder is missing or behind; a finished cell deletes its parked copy.
 Then RESULTS/table.md (mean ± std over seeds, seconds per step), results.json,
 fid_vs_batch.png and fid_vs_steps.png (against steps and against training seconds) are rebuilt from all
-raw results. --grids draws best_samples.png: 64 samples of the best cell (lowest final FID) of each
-model, side by side, each titled with its cell and FID, and prints a memorisation check of each: 1,000
-more samples' distance to their nearest training digit against the held-out digits'. It needs every best
-cell's run folder in OUT; without one it names it and leaves the picture as it is.
+raw results. A finished cell also keeps 64 samples of its generator (noise seed 0) in
+RESULTS/samples/<cell>.png and a memorisation check in its raw result (1,000 more samples' distance to
+their nearest training digit against the held-out digits'), so its picture outlives its run folder.
+--grids draws best_samples.png from them: the lowest-FID cell with kept samples of each model, side by
+side, each titled with its cell and FID; it names every lower-FID cell it passed over.
 Times are marked in the table and plots where a cell did not run on one CPU thread: "(cuda)", or "(2 threads,
 <CPU model>)" (each raw result records its device, threads and CPU); the batch-4,000 cells
 on the device machine: `bash benchmarks/gpu_check.sh --steps build,study` (benchmarks/gpu_check/study.py).
@@ -61,6 +62,7 @@ PARTS = {"a": ("cwg", (64, 256, 1024, 4000), ("fixed", "silverman")), "b": ("lcw
          "c": ("swg", (256, 4000), ("-",))}
 NAMES = {"cwg": "CW-Generator", "lcw": "LCW (CW² + LT)", "swg": "SW-Generator"}
 GENERATOR_RUN = {"cwg": "", "lcw": "latent", "swg": ""}  # the generator's run folder inside a cell's run
+SAMPLES = 64  # samples (noise seed 0) kept of each finished cell, an 8 x 8 grid
 FIXED_GAMMA_BATCH = 256
 # what continues a cell on another machine: its stage's config, metrics and last checkpoint, and its curve
 # (copied in this order, so a curve is never newer than the checkpoint it continues from); best.pt is left
@@ -220,6 +222,7 @@ def run_cell(args, part: str, batch: int, gamma: str, seed: int) -> dict:
               "trained_on": segments(result["stage1_curve" if part == "b" else "curve"]),
               "wall_seconds": time.perf_counter() - start,
               "command": command(args, part, batch, gamma, seed), "run": str(path), **result}
+    result = keep_samples(result, Path(args.results))
     atomic_text(raw, json.dumps(result, indent=1) + "\n")
     shutil.rmtree(parked, ignore_errors=True)
     print(f"{name}: FID {result['fid']:.2f}, {result['seconds_per_step']:.3f} s/step -> {raw}", flush=True)
@@ -412,33 +415,65 @@ def copying(images: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor) ->
             f"{(mine < floor).double().mean():.1%} of the samples closer than the closest 1% of held-out digits")
 
 
+def samples_path(results: Path, cell: str) -> Path:
+    """RESULTS/samples/<cell>.png: the kept samples of a finished cell (a bare grid, see keep_samples)."""
+    return results / "samples" / f"{cell}.png"
+
+
 @torch.no_grad()
-def best_samples(rows: List[dict], path: Path, n: int = 64, checked: int = 1000) -> str:
-    """Writes `path`: n samples (noise seed 0) of the lowest-FID cell of each model in `rows`, side by side;
-    returns what it drew and, for each, the memorisation check (`copying`) of `checked` more samples (noise
-    seed 1). Where a best cell's generator run (RUN, or RUN/latent for LCW) is not here, draws nothing and
-    leaves `path` as it is (a picture of "the best" must show the best of every model)."""
-    best = {model: min(mine, key=lambda r: r["fid"]) for model in NAMES
-            if (mine := [r for r in rows if r["model"] == model])}
-    runs = {model: Path(row["run"]) / GENERATOR_RUN[model] for model, row in best.items()}
-    missing = [best[model]["cell"] for model, run in runs.items() if not (run / "last.pt").exists()]
-    if not best or missing:
-        return (f"{path}: not drawn, left as it is: " +
-                (f"not here, the run folder of the best cell of a model: {', '.join(missing)}" if best
-                 else "no finished cell"))
+def keep_samples(row: dict, results: Path, checked: int = 1000) -> dict:
+    """Writes samples_path(...): SAMPLES samples (noise seed 0) of a finished cell's generator (its run folder
+    `row["run"]`, or run/latent for LCW), a bare 8-bit grid that best_samples redraws exactly once the run
+    folder is gone; returns `row` with "copying", the memorisation check (`copying`) of `checked` more
+    samples (noise seed 1)."""
+    dim, generate = generator(Run(Path(row["run"]) / GENERATOR_RUN[row["model"]]), torch.device("cpu"))
+    path = samples_path(results, row["cell"])
+    atomic_write(path, lambda tmp: pictures.grid(generate(torch.randn(SAMPLES, dim, generator=torch.Generator()
+                                                                      .manual_seed(0))), tmp))
     data = datasets.load("mnist5k")
-    heldout = nearest_training_distance(data.heldout, data.train)
-    panels, checks = [], []
-    for model, row in best.items():
-        dim, generate = generator(Run(runs[model]), torch.device("cpu"))
-        images = generate(torch.randn(n, dim, generator=torch.Generator().manual_seed(0)))
-        more = generate(torch.randn(checked, dim, generator=torch.Generator().manual_seed(1)))
-        checks.append(f"  {row['cell']}: {copying(more, data.train, heldout)}")
+    more = generate(torch.randn(checked, dim, generator=torch.Generator().manual_seed(1)))
+    return {**row, "copying": copying(more, data.train, nearest_training_distance(data.heldout, data.train))}
+
+
+def backfill_samples(rows: List[dict], results: Path) -> List[str]:
+    """keep_samples for every finished cell whose samples are not kept but whose generator is here (a cell
+    finished before samples were kept), its check written into its raw result; returns those cells."""
+    done = []
+    for row in rows:
+        if not samples_path(results, row["cell"]).exists() and \
+                (Path(row["run"]) / GENERATOR_RUN[row["model"]] / "last.pt").exists():
+            row.update(keep_samples(row, results))
+            atomic_text(results / "raw" / f"{row['cell']}.json", json.dumps(row, indent=1) + "\n")
+            done.append(row["cell"])
+    return done
+
+
+def best_samples(rows: List[dict], results: Path) -> str:
+    """Writes RESULTS/best_samples.png: the kept samples (keep_samples) of each model's lowest-FID cell that
+    has them, side by side, each titled with its cell and FID; returns what it drew, each drawn cell's
+    memorisation check, and every lower-FID cell it passed over (samples never kept, generator gone)."""
+    panels, drawn, lines = [], [], []
+    for model, name in NAMES.items():
+        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["fid"])
+        kept = [r for r in mine if samples_path(results, r["cell"]).exists()]
+        if mine and not kept:
+            lines.append(f"  {name}: not drawn, no cell's samples kept")
+        if not kept:
+            continue
+        row = kept[0]
         gamma = "" if row["gamma"] in ("auto", "-") else f", gamma {row['gamma']}"
-        panels.append((images, f"{NAMES[model]}, batch {row['batch']}{gamma}, seed {row['seed']}, "
-                               f"{row['steps']} steps: domain FID {row['fid']:.2f}"))
-    pictures.side_by_side(panels, path)
-    return "\n".join([f"{path}: {', '.join(row['cell'] for row in best.values())}"] + checks)
+        panels.append((pictures.read_grid(samples_path(results, row["cell"]), SAMPLES, 28),
+                       f"{name}, batch {row['batch']}{gamma}, seed {row['seed']}, {row['steps']} steps: "
+                       f"domain FID {row['fid']:.2f}"))
+        drawn.append(row["cell"])
+        lines.append(f"  {row['cell']}: {row.get('copying', 'memorisation check not recorded')}")
+        lines += [f"  passed over {r['cell']} (FID {r['fid']:.2f}): its samples were not kept"
+                  for r in mine[:mine.index(row)]]
+    path = results / "best_samples.png"
+    if not panels:
+        return f"{path}: not drawn, no finished cell's samples kept"
+    atomic_write(path, lambda tmp: pictures.side_by_side(panels, tmp))
+    return "\n".join([f"{path}: {', '.join(drawn)}"] + lines)
 
 
 def raw_rows(results: Path) -> List[dict]:
@@ -491,9 +526,10 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
                              "from there on another machine or in a fresh clone (deleted when the cell finishes)")
     parser.add_argument("--table-only", action="store_true", help="train nothing: rebuild the table and plots")
     parser.add_argument("--grids", action="store_true",
-                        help="also draw RESULTS/best_samples.png: samples of each model's best cell, side by side, "
-                             "and print their memorisation check (needs those cells' run folders in OUT; without "
-                             "one, the picture is left as it is)")
+                        help="also draw RESULTS/best_samples.png: the kept samples (RESULTS/samples/) of each "
+                             "model's lowest-FID cell that has them, side by side, and print their memorisation "
+                             "check; first keeps the samples of finished cells that lack them and whose run "
+                             "folder is in OUT")
     args = parser.parse_args(argv)
     for name in ("steps", "fid_every", "fid_n", "threads"):
         if getattr(args, name) < 1:
@@ -520,7 +556,8 @@ def main(argv: Optional[list] = None) -> None:
     rows = raw_rows(results)
     print(rebuild(rows, results))
     if args.grids:
-        print(best_samples(rows, results / "best_samples.png"))
+        print(f"samples kept now: {', '.join(backfill_samples(rows, results)) or 'none'}")
+        print(best_samples(rows, results))
 
 
 if __name__ == "__main__":

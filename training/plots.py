@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
@@ -18,7 +19,16 @@ from torchvision.utils import make_grid  # noqa: E402
 def grid(images: torch.Tensor, path, nrow: int = 8, row_labels=None, title: str = None) -> None:
     """A grid of `nrow` images per row; `row_labels` (optional, cycled over the rows) are written in a
     white margin left of each row, `title` (optional, wrapped to the width) in a white band above."""
-    grid_picture(images, nrow, row_labels, title).save(Path(path))
+    grid_picture(images, nrow, row_labels, title).save(Path(path), format="PNG")
+
+
+def read_grid(path, n: int, size: int, channels: int = 1, nrow: int = 8) -> torch.Tensor:
+    """The `n` images, (n, channels, size, size) in [0, 1], of a grid(...) PNG drawn without row labels or
+    title, as the PNG stores them (8 bits): grid(...) of them draws the same PNG again."""
+    picture = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+    tile = size + 2  # make_grid's padding of 2
+    corners = [(2 + tile * (i // nrow), 2 + tile * (i % nrow)) for i in range(n)]
+    return torch.stack([picture[:channels, y:y + size, x:x + size] for y, x in corners]).float() / 255
 
 
 def side_by_side(panels: list, path, nrow: int = 8) -> None:
@@ -30,7 +40,7 @@ def side_by_side(panels: list, path, nrow: int = 8) -> None:
     for picture in pictures:
         joined.paste(picture, (left, 0))
         left += picture.width + 12
-    joined.save(Path(path))
+    joined.save(Path(path), format="PNG")
 
 
 def label_font() -> ImageFont.FreeTypeFont:

@@ -7,10 +7,10 @@ Each cell trains in its own process (python -m training.batch_study ... --reuse)
 the budget cuts off is stopped (row "cell <name>" skipped, with the reason) and continues from its last
 segment in the next call on the same warm machine, whose ignored runs/ folder survives between calls
 (RUNS, RESULTS). Each finished cell writes a row "cell <name>" (fid, kid, heldout_metric, seconds_per_step,
-train_seconds, wall_seconds, command) and every raw result of RESULTS/raw is packed into
-OUT/batch-study-raw.tgz after each cell, so a kill loses only the cells in training. Back here:
+train_seconds, wall_seconds, command) and every raw result and kept samples of RESULTS (raw/, samples/) are
+packed into OUT/batch-study-raw.tgz after each cell, so a kill loses only the cells in training. Back here:
 
-    tar xzf batch-study-raw.tgz -C docs/batch-study/raw && python -m training.batch_study --table-only
+    tar xzf batch-study-raw.tgz -C docs/batch-study && python -m training.batch_study --table-only --grids
 
 A cell is not started when the time left is under the last finished cell's wall time (row skipped).
 Cells trained side by side share the GPU (and, run as `bg:study`, with the correctness and sanitizer steps),
@@ -51,12 +51,13 @@ PLAN = {False: ["--batches", "4000"],
 PARALLEL = {False: 4, True: 2}
 
 
-def pack(raw: Path, tarball: Path) -> None:
-    """Every raw result in `raw` into `tarball` (written beside it, then renamed)."""
+def pack(results: Path, tarball: Path) -> None:
+    """Every raw result (raw/*.json) and kept samples (samples/*.png) in `results` into `tarball`, under those
+    relative paths (written beside it, then renamed)."""
     part = tarball.with_name(tarball.name + ".part")
     with tarfile.open(part, "w:gz") as tar:
-        for path in sorted(raw.glob("*.json")):
-            tar.add(path, arcname=path.name)
+        for path in sorted(results.glob("raw/*.json")) + sorted(results.glob("samples/*.png")):
+            tar.add(path, arcname=str(path.relative_to(results)))
     part.replace(tarball)
 
 
@@ -117,7 +118,7 @@ def train(out: Path, deadline: float, device, runs: Path, results: Path, plan: l
                         heldout_metric=batch_study.heldout(got), seconds_per_step=got["seconds_per_step"],
                         train_seconds=got["train_seconds"], wall_seconds=got["wall_seconds"], device=got["device"],
                         command=got["command"])
-            pack(results / "raw", out / TARBALL)
+            pack(results, out / TARBALL)
             print(f"[study] {name}: FID {got['fid']:.2f}, {got['seconds_per_step'] * 1e3:.1f} ms a step", flush=True)
 
 
