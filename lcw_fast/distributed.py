@@ -14,6 +14,10 @@ own rows against all columns, O(N^2 / K) pairs per rank for K ranks; the partial
 all-reduced in float64 before they are combined. Local sizes may differ between ranks (the
 dimension D may not); every kernel sum goes through `lcw_fast.kernel_sum`, so every backend works.
 Every rank of `group` must call these functions in the same order (they are collectives).
+Import torch._dynamo before init_process_group (torch.optim imports it at its first optimizer): imported
+after it, it keeps the default group alive past destroy_process_group (seen with torch 2.14), and on gloo
+the group's leftover threads can abort the process as it exits ("terminate called without an active
+exception") after all its work is done.
 """
 from typing import Optional, Union
 
