@@ -34,6 +34,7 @@ Times are marked in the table and plots where a cell did not run on one CPU thre
 on the device machine: `bash benchmarks/gpu_check.sh --steps build,study` (benchmarks/gpu_check/study.py).
 """
 import argparse
+import functools
 import itertools
 import json
 import shutil
@@ -415,6 +416,14 @@ def copying(images: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor) ->
             f"{(mine < floor).double().mean():.1%} of the samples closer than the closest 1% of held-out digits")
 
 
+@functools.lru_cache(maxsize=1)
+def memorisation_reference() -> tuple:
+    """(mnist5k's training digits, nearest_training_distance of its held-out digits): what `copying` compares
+    every cell's samples with, loaded once a process (about a second)."""
+    data = datasets.load("mnist5k")
+    return data.train, nearest_training_distance(data.heldout, data.train)
+
+
 def samples_path(results: Path, cell: str) -> Path:
     """RESULTS/samples/<cell>.png: the kept samples of a finished cell (a bare grid, see keep_samples)."""
     return results / "samples" / f"{cell}.png"
@@ -430,9 +439,8 @@ def keep_samples(row: dict, results: Path, checked: int = 1000) -> dict:
     path = samples_path(results, row["cell"])
     atomic_write(path, lambda tmp: pictures.grid(generate(torch.randn(SAMPLES, dim, generator=torch.Generator()
                                                                       .manual_seed(0))), tmp))
-    data = datasets.load("mnist5k")
     more = generate(torch.randn(checked, dim, generator=torch.Generator().manual_seed(1)))
-    return {**row, "copying": copying(more, data.train, nearest_training_distance(data.heldout, data.train))}
+    return {**row, "copying": copying(more, *memorisation_reference())}
 
 
 def backfill_samples(rows: List[dict], results: Path) -> List[str]:
